@@ -1,0 +1,1 @@
+//! Adapter modules, one file per functional form.

@@ -1,0 +1,1 @@
+//! BERT config.json

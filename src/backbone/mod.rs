@@ -1,0 +1,15 @@
+//! The frozen BERT-family encoder: config, weights, fused ops, insertion points for adapters.
+
+pub mod config;
+pub mod encoder;
+pub mod ops;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BackboneError {
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("{path}: {message}")]
+    Weights { path: String, message: String },
+}

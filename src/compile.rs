@@ -1,0 +1,1 @@
+//! Compiles a validated design into candle modules on the encoder.

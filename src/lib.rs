@@ -1,0 +1,19 @@
+//! pets: declarative, searchable parameter-efficient fine-tuning on frozen BERT-family encoders.
+//!
+//! Data flow: RON design ([`spec`]) → validated graph ([`graph`]) → modules compiled onto the
+//! frozen encoder ([`compile`], [`backbone`], [`adapters`]) → training ([`train`]) → metrics.
+
+pub mod adapters;
+pub mod assets;
+pub mod backbone;
+pub mod batch;
+pub mod compile;
+pub mod data;
+pub mod error;
+pub mod graph;
+pub mod model;
+pub mod spec;
+pub mod tokenize;
+pub mod train;
+
+pub use error::{Error, Result};

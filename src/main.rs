@@ -1,0 +1,2 @@
+//! The `pets` command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The classifier: frozen encoder + compiled design + classification head.
