@@ -21,6 +21,9 @@ impl Cache {
     }
     /// A folder with `config.json`, `model.safetensors`, `tokenizer.json` for a known model name
     /// (`minilm-l6`), fetched on first use; or `name` itself when it is a path to such a folder.
+    pub fn dataset_file(&self, _name: &str) -> Result<PathBuf, AssetError> {
+        todo!()
+    }
     pub fn model_dir(&self, _name: &str) -> Result<PathBuf, AssetError> {
         todo!()
     }

@@ -23,3 +23,24 @@ pub struct Dataset {
     pub train: Vec<Example>,
     pub dev: Vec<Example>,
 }
+
+#[derive(Debug, Clone)]
+pub enum TaskSource {
+    Builtin(String),
+    File {
+        path: std::path::PathBuf,
+        text_column: String,
+        label_column: String,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SplitOptions;
+
+pub fn load_task(
+    _source: &TaskSource,
+    _cache: &crate::assets::Cache,
+    _options: &SplitOptions,
+) -> crate::Result<Dataset> {
+    todo!()
+}

@@ -16,6 +16,10 @@ pub enum Error {
     Backbone(#[from] crate::backbone::BackboneError),
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Compile(#[from] crate::compile::CompileError),
+    #[error("internal inconsistency: {0}")]
+    Internal(String),
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("{context}: {source}")]

@@ -1,2 +1,234 @@
-//! The `pets` command line.
-fn main() {}
+//! The `pets` command line: parses arguments once, hands plain settings to the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use pets::assets::Cache;
+use pets::backbone::config::BertConfig;
+use pets::data::TaskSource;
+use pets::graph::DesignGraph;
+use pets::params::design_cost;
+use pets::run::{train_design, PreparedTask, RunSettings};
+use pets::spec::Design;
+use pets::train::TrainConfig;
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "pets", version, about = "Search the design space of parameter-efficient fine-tuning")]
+struct Cli {
+    /// Threads for the CPU kernels (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download a model and a dataset into the cache ($PETS_CACHE, default ~/.cache/pets).
+    Fetch {
+        #[arg(long, default_value = "minilm-l6")]
+        model: String,
+        #[arg(long, default_value = "mr")]
+        data: String,
+    },
+    /// Validate a design and print its modules and exact trainable parameters.
+    Validate {
+        design: PathBuf,
+        #[arg(long, default_value = "minilm-l6")]
+        model: String,
+        /// Classes of the head (for the head's parameter count).
+        #[arg(long, default_value_t = 2)]
+        classes: usize,
+    },
+    /// Print the design's graph on the backbone.
+    Graph {
+        design: PathBuf,
+        #[arg(long, default_value = "minilm-l6")]
+        model: String,
+        /// Graphviz output.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Train one design on a task and write metrics.json and the trained tensors.
+    Train {
+        #[arg(long)]
+        design: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Run folder for design.ron, metrics.json, adapter.safetensors.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Train every preset under one protocol and write a Markdown table.
+    Baselines {
+        #[arg(long, default_value = "search_spaces/presets")]
+        presets: PathBuf,
+        /// Only these presets (file stems), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value = "reports/baselines.md")]
+        report: PathBuf,
+        /// Folder for each preset's run folder.
+        #[arg(long, default_value = "runs/baselines")]
+        runs: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Built-in task (mr, imdb, bbc, tweets) or a CSV/TSV/JSONL file.
+    #[arg(long, default_value = "mr")]
+    task: String,
+    #[arg(long)]
+    text_column: Option<String>,
+    #[arg(long)]
+    label_column: Option<String>,
+    #[arg(long, default_value = "minilm-l6")]
+    model: String,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Overrides the design's own learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 64)]
+    max_len: usize,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Backbone dropout during training (0 = off, the default).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// cpu or cuda
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    fn settings(&self) -> Result<RunSettings> {
+        let task = match (&self.text_column, &self.label_column) {
+            (None, None) => TaskSource::Builtin(self.task.clone()),
+            (text, label) => TaskSource::File {
+                path: PathBuf::from(&self.task),
+                text_column: text.clone().unwrap_or_else(|| "text".into()),
+                label_column: label.clone().unwrap_or_else(|| "label".into()),
+            },
+        };
+        let device = match self.device.as_str() {
+            "cpu" => candle_core::Device::Cpu,
+            "cuda" => candle_core::Device::new_cuda(0).context("opening the CUDA device")?,
+            other => bail!("--device {other}: expected cpu or cuda"),
+        };
+        let train = TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            weight_decay: self.weight_decay,
+            seed: self.seed,
+            max_steps: self.max_steps,
+            progress: !self.quiet,
+            ..TrainConfig::default()
+        };
+        Ok(RunSettings {
+            model: self.model.clone(),
+            task,
+            max_len: self.max_len,
+            dropout: self.dropout,
+            train,
+            lr_override: self.lr,
+            device,
+        })
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(threads) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("configuring threads")?;
+    }
+    let cache = Cache::from_env();
+    match cli.command {
+        Command::Fetch { model, data } => {
+            let dir = cache.model_dir(&model)?;
+            eprintln!("model {model}: {}", dir.display());
+            let file = cache.dataset_file(&data)?;
+            eprintln!("data {data}: {}", file.display());
+        }
+        Command::Validate { design, model, classes } => {
+            let design = Design::from_file(&design)?;
+            let shape = model_config(&cache, &model)?.shape();
+            let cost = design_cost(&design, &shape, classes)?;
+            println!("{}", pets::report::cost_table(&design, &cost));
+        }
+        Command::Graph { design, model, dot } => {
+            let design = Design::from_file(&design)?;
+            let shape = model_config(&cache, &model)?.shape();
+            let graph = DesignGraph::build(&design, &shape)?;
+            if dot {
+                print!("{}", graph.to_dot());
+            } else {
+                println!(
+                    "design {}: {} nodes, {} edges, {} module instances over {} layers",
+                    design.name,
+                    graph.graph.node_count(),
+                    graph.graph.edge_count(),
+                    graph.module_instances(),
+                    shape.layers
+                );
+            }
+        }
+        Command::Train { design, run, out } => {
+            let design = Design::from_file(&design)?;
+            let settings = run.settings()?;
+            let task = PreparedTask::prepare(&settings, &cache)?;
+            let (metrics, _) = train_design(&design, &task, &settings, out.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&metrics)?);
+        }
+        Command::Baselines { presets, only, run, report, runs } => {
+            let settings = run.settings()?;
+            let task = PreparedTask::prepare(&settings, &cache)?;
+            let designs = pets::report::load_presets(&presets, &only)?;
+            let mut rows = Vec::new();
+            for design in &designs {
+                eprintln!("training preset {}", design.name);
+                let (metrics, _) =
+                    train_design(design, &task, &settings, Some(&runs.join(&design.name)))?;
+                rows.push(metrics);
+                let command = std::env::args().collect::<Vec<_>>().join(" ");
+                pets::report::write_baselines(&report, &command, &rows)?;
+            }
+            eprintln!("wrote {}", report.display());
+        }
+    }
+    Ok(())
+}
+
+fn model_config(cache: &Cache, model: &str) -> Result<BertConfig> {
+    let dir = cache.model_dir(model)?;
+    Ok(BertConfig::from_file(&dir.join("config.json"))?)
+}

@@ -1,1 +1,84 @@
-//! The classifier: frozen encoder + compiled design + classification head.
+//! The classifier: frozen encoder + compiled design + mean-pooling linear head, and its trainable vars.
+
+use crate::adapters::bottleneck::affine;
+use crate::adapters::init::Fill;
+use crate::adapters::ParamStore;
+use crate::backbone::encoder::{mean_pool, Encoder};
+use crate::batch::Batch;
+use crate::compile::{compile, CompiledDesign};
+use crate::params::{design_cost, DesignCost};
+use crate::spec::Design;
+use crate::train::Classifier;
+use candle_core::{Tensor, Var};
+
+pub struct AdaptedModel {
+    pub encoder: Encoder,
+    pub design: Design,
+    pub compiled: CompiledDesign,
+    /// Every trainable tensor: modules, unfrozen backbone parts, and the head (`head.*`).
+    pub store: ParamStore,
+    pub cost: DesignCost,
+    head_weight: Tensor,
+    head_bias: Tensor,
+}
+
+impl AdaptedModel {
+    /// Compiles `design` onto `encoder` with a fresh head for `classes` labels.
+    pub fn build(
+        mut encoder: Encoder,
+        design: &Design,
+        classes: usize,
+        seed: u64,
+    ) -> crate::Result<AdaptedModel> {
+        let shape = encoder.shape();
+        let cost = design_cost(design, &shape, classes)?;
+        let mut store = ParamStore::new(seed, encoder.device());
+        encoder.unfreeze(&design.unfreeze, &mut store)?;
+        let compiled = compile(design, &shape, &mut store)?;
+        let d = shape.hidden;
+        let bound = 1.0 / (d as f32).sqrt();
+        let head_weight = store.var("head.weight", &[classes, d], Fill::Uniform(bound))?;
+        let head_bias = store.var("head.bias", &[classes], Fill::Zeros)?;
+        let counted = store.count();
+        if counted != cost.trainable + cost.head {
+            return Err(crate::Error::Internal(format!(
+                "design {}: {} trainable tensors' elements, but the accounting says {} + {} head",
+                design.name, counted, cost.trainable, cost.head
+            )));
+        }
+        Ok(AdaptedModel {
+            encoder,
+            design: design.clone(),
+            compiled,
+            store,
+            cost,
+            head_weight,
+            head_bias,
+        })
+    }
+
+    pub fn trainable_vars(&self) -> Vec<Var> {
+        self.store.vars()
+    }
+
+    pub fn classes(&self) -> usize {
+        self.head_bias.dims()[0]
+    }
+
+    /// Mean-pooled final hidden states (b, hidden).
+    pub fn pooled(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
+        let hidden = self.encoder.forward(
+            &batch.input_ids,
+            &batch.attention_mask,
+            &self.compiled.layers,
+            train,
+        )?;
+        mean_pool(&hidden, &batch.attention_mask)
+    }
+}
+
+impl Classifier for AdaptedModel {
+    fn logits(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
+        affine(&self.pooled(batch, train)?, &self.head_weight, Some(&self.head_bias))
+    }
+}

@@ -1,7 +1,347 @@
-//! RON types for one design: modules of the unified space and where they attach.
+//! RON types for one design of the unified space: a union of modules, each a point on the
+//! functional-form, insertion, modified-representation, composition and width dimensions.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
 use thiserror::Error;
+
 #[derive(Debug, Error)]
 pub enum SpecError {
-    #[error("{0}")]
-    Message(String),
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("cannot read design {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One design: the modules joined to the frozen encoder, plus backbone parts left trainable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Design {
+    pub name: String,
+    #[serde(default)]
+    pub modules: Vec<Module>,
+    /// Backbone tensors trained alongside the modules (Houlsby trains the layer norms; BitFit the
+    /// biases; full fine-tuning everything).
+    #[serde(default)]
+    pub unfreeze: Vec<BackbonePart>,
+    /// The learning rate this design trains best with (full fine-tuning wants far less than
+    /// adapters); `pets train --lr` overrides it.
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BackbonePart {
+    LayerNorms,
+    Biases,
+    All,
+}
+
+/// One module: `Δh = f(z·W_down)·W_up` (or a prefix), read from `z` and joined to `h` at a site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Module {
+    /// A short label used in tensor names and reports; defaults to `m<index>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub form: Form,
+    /// The representation the module modifies.
+    pub site: Site,
+    #[serde(default)]
+    pub insertion: Insertion,
+    /// `None` takes the form's own: add for bottlenecks and LoRA (LoRA always scales by α/r),
+    /// gated for prefixes (the gate is the attention mass on the prefix).
+    #[serde(default)]
+    pub composition: Option<Composition>,
+    #[serde(default)]
+    pub layers: Layers,
+    #[serde(default)]
+    pub init: Init,
+}
+
+/// The functional form `f` and the width knob.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Form {
+    Bottleneck { r: usize, activation: Activation },
+    Lora { r: usize, alpha: f32 },
+    /// `l` learned key/value vectors per layer and head; `reparam: Some(m)` trains them through a
+    /// per-layer MLP of hidden width `m` (Li & Liang), whose parameters then count as trainable.
+    Prefix {
+        l: usize,
+        #[serde(default)]
+        reparam: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Activation {
+    Relu,
+    Gelu,
+    Silu,
+    Tanh,
+    Identity,
+}
+
+/// The modified representation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Site {
+    /// The attention sublayer's output (after W_o, before the residual and layer norm).
+    Attention,
+    /// Each head's output before W_o: one module per head, width split across heads.
+    AttentionHeads,
+    /// The FFN sublayer's output (after the second projection, before residual and layer norm).
+    Ffn,
+    /// One projection matrix's output.
+    Projection(Projection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Projection {
+    Query,
+    Key,
+    Value,
+    Output,
+    FfnIn,
+    FfnOut,
+}
+
+/// Where the module reads `z` from: the site's output (sequential) or the sublayer's input (parallel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Insertion {
+    Sequential,
+    #[default]
+    Parallel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Composition {
+    /// `h + Δh`
+    Add,
+    /// `h + s·Δh` with fixed `s`
+    Scaled(f32),
+    /// `h + s·Δh` with `s` trained, starting at the given value
+    LearnedScale(f32),
+    /// `h + λ·Δh`, `λ = σ(z·w_g + b_g)` per token (UniPELT's gate; for a prefix, the attention
+    /// softmax itself gates as `(1−λ)h + λΔh`)
+    Gated,
+}
+
+/// Which encoder layers get the module (0-based).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Layers {
+    #[default]
+    All,
+    /// Inclusive range `first..=last`.
+    Range(usize, usize),
+    List(Vec<usize>),
+    AllExcept(Vec<usize>),
+}
+
+impl Layers {
+    /// The selected layer indices, in order, for an encoder of `count` layers; indices out of
+    /// range are returned in `Err` for the caller to report.
+    pub fn resolve(&self, count: usize) -> Result<Vec<usize>, usize> {
+        let picked: Vec<usize> = match self {
+            Layers::All => (0..count).collect(),
+            Layers::Range(first, last) => (*first..=*last).collect(),
+            Layers::List(list) => {
+                let mut list = list.clone();
+                list.sort_unstable();
+                list.dedup();
+                list
+            }
+            Layers::AllExcept(skip) => (0..count).filter(|i| !skip.contains(i)).collect(),
+        };
+        let out_of_range = match self {
+            Layers::AllExcept(skip) => skip.iter().copied().find(|&i| i >= count),
+            _ => picked.iter().copied().find(|&i| i >= count),
+        };
+        match out_of_range {
+            Some(i) => Err(i),
+            None => Ok(picked),
+        }
+    }
+}
+
+/// Initialisation of a module's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub enum Init {
+    /// Down-projections Kaiming-uniform, up-projections zero (a fresh design is the frozen
+    /// model exactly); prefixes N(0, 0.02²).
+    #[default]
+    Default,
+    /// Every weight N(0, std²), biases zero (Houlsby's near-identity init uses a small std).
+    Normal(f32),
+}
+
+impl Design {
+    /// Parses a design from RON text; `origin` names the source in errors.
+    pub fn from_ron(text: &str, origin: &str) -> Result<Design, SpecError> {
+        parse_ron(text, origin)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Design, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Design::from_ron(&text, &path.display().to_string())
+    }
+
+    pub fn to_ron(&self) -> String {
+        let config = ron::ser::PrettyConfig::new().struct_names(true);
+        ron::ser::to_string_pretty(self, config).unwrap_or_else(|e| format!("/* {e} */"))
+    }
+
+    /// Each module's label: its `name`, else `m<index>`.
+    pub fn module_label(&self, index: usize) -> String {
+        self.modules
+            .get(index)
+            .and_then(|m| m.name.clone())
+            .unwrap_or_else(|| format!("m{index}"))
+    }
+}
+
+/// RON parsing shared by designs and search spaces, with `file:line:column` errors.
+pub fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, SpecError> {
+    ron::Options::default()
+        .from_str(text)
+        .map_err(|e: ron::error::SpannedError| SpecError::Parse {
+            path: origin.to_string(),
+            line: e.span.start.line,
+            column: e.span.start.col,
+            message: e.code.to_string(),
+        })
+}
+
+impl Form {
+    /// The width knob: bottleneck or rank `r`, or prefix length `l`.
+    pub fn width(&self) -> usize {
+        match self {
+            Form::Bottleneck { r, .. } | Form::Lora { r, .. } => *r,
+            Form::Prefix { l, .. } => *l,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Form::Bottleneck { .. } => "bottleneck",
+            Form::Lora { .. } => "lora",
+            Form::Prefix { .. } => "prefix",
+        }
+    }
+}
+
+impl Module {
+    /// The composition actually used: the explicit one, else the form's default.
+    pub fn effective_composition(&self) -> Composition {
+        match (self.composition, &self.form) {
+            (Some(c), _) => c,
+            (None, Form::Prefix { .. }) => Composition::Gated,
+            (None, _) => Composition::Add,
+        }
+    }
+
+    /// One line in words, for tables and reports.
+    pub fn describe(&self) -> String {
+        let form = match &self.form {
+            Form::Bottleneck { r, activation } => format!("{activation:?} bottleneck r={r}"),
+            Form::Lora { r, alpha } => format!("LoRA r={r} α={alpha}"),
+            Form::Prefix { l, reparam } => match reparam {
+                Some(m) => format!("prefix l={l} (MLP {m})"),
+                None => format!("prefix l={l}"),
+            },
+        };
+        let site = match self.site {
+            Site::Projection(p) => format!("{p:?}"),
+            s => format!("{s:?}"),
+        };
+        let comp = match self.effective_composition() {
+            Composition::Add => "add".to_string(),
+            Composition::Scaled(s) => format!("scale {s}"),
+            Composition::LearnedScale(s) => format!("learned scale from {s}"),
+            Composition::Gated => "gated".to_string(),
+        };
+        let layers = match &self.layers {
+            Layers::All => String::new(),
+            other => format!(", layers {other:?}"),
+        };
+        let insertion = match self.form {
+            Form::Prefix { .. } => String::new(),
+            _ => format!("{:?} ", self.insertion).to_lowercase(),
+        };
+        format!("{insertion}{form} on {site}, {comp}{layers}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAM: &str = r#"Design(
+        name: "mam",
+        modules: [
+            Module(form: Prefix(l: 8), site: AttentionHeads),
+            Module(
+                form: Bottleneck(r: 16, activation: Relu),
+                site: Ffn,
+                insertion: Parallel,
+                composition: Some(Scaled(4.0)),
+            ),
+        ],
+    )"#;
+
+    #[test]
+    fn parses_a_union_of_modules() {
+        let design = Design::from_ron(MAM, "mam.ron").unwrap();
+        assert_eq!(design.modules.len(), 2);
+        assert_eq!(design.modules[0].effective_composition(), Composition::Gated);
+        assert_eq!(
+            design.modules[1].effective_composition(),
+            Composition::Scaled(4.0)
+        );
+        assert_eq!(design.modules[1].form.width(), 16);
+        let again = Design::from_ron(&design.to_ron(), "round trip").unwrap();
+        assert_eq!(again, design);
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_column() {
+        let text = "Design(\n  name: \"x\",\n  modulez: [],\n)";
+        let err = Design::from_ron(text, "bad.ron").unwrap_err().to_string();
+        assert!(err.starts_with("bad.ron:3:"), "{err}");
+        assert!(err.contains("modulez"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_a_parse_error() {
+        let text = "Design(name: \"x\", modules: [Module(form: Lora(r: \"eight\", alpha: 16.0), site: Ffn)])";
+        let err = Design::from_ron(text, "t.ron").unwrap_err().to_string();
+        assert!(err.starts_with("t.ron:1:"), "{err}");
+    }
+
+    #[test]
+    fn layer_sets_resolve() {
+        let cases: &[(Layers, Result<Vec<usize>, usize>)] = &[
+            (Layers::All, Ok(vec![0, 1, 2, 3])),
+            (Layers::Range(1, 2), Ok(vec![1, 2])),
+            (Layers::List(vec![3, 0, 3]), Ok(vec![0, 3])),
+            (Layers::AllExcept(vec![0]), Ok(vec![1, 2, 3])),
+            (Layers::List(vec![4]), Err(4)),
+            (Layers::Range(2, 7), Err(4)),
+            (Layers::AllExcept(vec![9]), Err(9)),
+        ];
+        for (layers, expected) in cases {
+            assert_eq!(&layers.resolve(4), expected, "{layers:?}");
+        }
+    }
 }

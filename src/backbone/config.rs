@@ -1,1 +1,223 @@
-//! BERT config.json
+//! The encoder's `config.json` and the shape facts derived from it: dims, tensor inventory, counts.
+
+use super::BackboneError;
+use crate::spec::{BackbonePart, Projection};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The fields of a Hugging Face BERT `config.json` that pets uses (others are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(default)]
+    pub model_type: Option<String>,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_positions() -> usize {
+    512
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+
+impl BertConfig {
+    pub fn from_file(path: &Path) -> Result<BertConfig, BackboneError> {
+        let err = |message: String| BackboneError::Config {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let config: BertConfig = serde_json::from_str(&text)
+            .map_err(|e| err(format!("line {} column {}: {e}", e.line(), e.column())))?;
+        config.check().map_err(err)?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "relu") {
+            return Err(format!(
+                "hidden_act {:?} is not supported (gelu, gelu_new, relu)",
+                self.hidden_act
+            ));
+        }
+        if let Some(kind) = &self.model_type {
+            if !matches!(kind.as_str(), "bert" | "roberta" | "distilbert-like") {
+                return Err(format!("model_type {kind:?} is not a BERT-family encoder"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shape(&self) -> BackboneShape {
+        BackboneShape {
+            layers: self.num_hidden_layers,
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            ffn: self.intermediate_size,
+            vocab: self.vocab_size,
+            max_positions: self.max_position_embeddings,
+            type_vocab: self.type_vocab_size,
+        }
+    }
+}
+
+/// The dimensions that decide where modules fit and what they cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackboneShape {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub type_vocab: usize,
+}
+
+impl BackboneShape {
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    /// (input, output) width of a projection.
+    pub fn projection_dims(&self, p: Projection) -> (usize, usize) {
+        match p {
+            Projection::FfnIn => (self.hidden, self.ffn),
+            Projection::FfnOut => (self.ffn, self.hidden),
+            _ => (self.hidden, self.hidden),
+        }
+    }
+
+    /// Every encoder tensor (HF name, element count) as run: embeddings and layers, no pooler.
+    pub fn tensor_inventory(&self) -> Vec<(String, usize)> {
+        let (d, f) = (self.hidden, self.ffn);
+        let mut out = vec![
+            ("embeddings.word_embeddings.weight".into(), self.vocab * d),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                self.max_positions * d,
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                self.type_vocab * d,
+            ),
+            ("embeddings.LayerNorm.weight".into(), d),
+            ("embeddings.LayerNorm.bias".into(), d),
+        ];
+        for i in 0..self.layers {
+            let p = format!("encoder.layer.{i}");
+            for proj in ["attention.self.query", "attention.self.key", "attention.self.value"] {
+                out.push((format!("{p}.{proj}.weight"), d * d));
+                out.push((format!("{p}.{proj}.bias"), d));
+            }
+            out.push((format!("{p}.attention.output.dense.weight"), d * d));
+            out.push((format!("{p}.attention.output.dense.bias"), d));
+            out.push((format!("{p}.attention.output.LayerNorm.weight"), d));
+            out.push((format!("{p}.attention.output.LayerNorm.bias"), d));
+            out.push((format!("{p}.intermediate.dense.weight"), d * f));
+            out.push((format!("{p}.intermediate.dense.bias"), f));
+            out.push((format!("{p}.output.dense.weight"), f * d));
+            out.push((format!("{p}.output.dense.bias"), d));
+            out.push((format!("{p}.output.LayerNorm.weight"), d));
+            out.push((format!("{p}.output.LayerNorm.bias"), d));
+        }
+        out
+    }
+
+    /// Parameters of the encoder as run (the base of every percentage pets reports).
+    pub fn backbone_params(&self) -> usize {
+        self.tensor_inventory().iter().map(|(_, n)| n).sum()
+    }
+
+    /// Parameters of the backbone tensors that `parts` make trainable (a tensor counted once).
+    pub fn unfrozen_params(&self, parts: &[BackbonePart]) -> usize {
+        self.tensor_inventory()
+            .iter()
+            .filter(|(name, _)| parts.iter().any(|p| part_covers(*p, name)))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Whether a backbone part includes the tensor of this HF name.
+pub fn part_covers(part: BackbonePart, name: &str) -> bool {
+    match part {
+        BackbonePart::All => true,
+        BackbonePart::LayerNorms => name.contains("LayerNorm."),
+        BackbonePart::Biases => name.ends_with(".bias"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// all-MiniLM-L6-v2's shape; its parameter count as run is given in ASSETS.md.
+    pub fn minilm_l6() -> BackboneShape {
+        BackboneShape {
+            layers: 6,
+            hidden: 384,
+            heads: 12,
+            ffn: 1536,
+            vocab: 30522,
+            max_positions: 512,
+            type_vocab: 2,
+        }
+    }
+
+    #[test]
+    fn minilm_backbone_count_matches_reference() {
+        assert_eq!(minilm_l6().backbone_params(), 22_565_376);
+    }
+
+    #[test]
+    fn unfrozen_parts_are_counted_once() {
+        let s = minilm_l6();
+        let ln = (1 + 2 * s.layers) * 2 * s.hidden;
+        assert_eq!(s.unfrozen_params(&[BackbonePart::LayerNorms]), ln);
+        let linear_biases = s.layers * (4 * s.hidden + s.ffn + s.hidden);
+        let ln_biases = (1 + 2 * s.layers) * s.hidden;
+        assert_eq!(
+            s.unfrozen_params(&[BackbonePart::Biases]),
+            linear_biases + ln_biases
+        );
+        assert_eq!(
+            s.unfrozen_params(&[BackbonePart::LayerNorms, BackbonePart::Biases]),
+            ln + linear_biases
+        );
+        assert_eq!(
+            s.unfrozen_params(&[BackbonePart::All]),
+            s.backbone_params()
+        );
+    }
+}

@@ -1,1 +1,266 @@
-//! encoder
+//! A post-LN BERT encoder of our own, loaded from HF safetensors, whose layers consult a per-layer
+//! adapter plan at every insertion point (projections, heads, sublayer outputs, prefixes).
+
+use super::config::{part_covers, BertConfig, BackboneShape};
+use super::ops;
+use super::BackboneError;
+use crate::adapters::{LayerAdapters, ParamStore};
+use crate::spec::BackbonePart;
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::VarBuilder;
+use std::path::Path;
+
+/// Additive mask value for padding: large and finite, so a row never becomes all −inf (NaN).
+const MASKED: f32 = -1e9;
+
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn load(vb: &VarBuilder, input: usize, output: usize) -> Result<Self> {
+        Ok(Linear {
+            weight: vb.get((output, input), "weight")?,
+            bias: vb.get(output, "bias")?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::linear(x, &self.weight, Some(&self.bias))
+    }
+}
+
+struct Norm {
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
+        Ok(Norm { gamma: vb.get(d, "weight")?, beta: vb.get(d, "bias")? })
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    attention_norm: Norm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    ffn_norm: Norm,
+}
+
+/// How the frozen encoder runs: dropout is an explicit choice (off keeps it deterministic).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    pub dropout: f32,
+}
+
+pub struct Encoder {
+    pub config: BertConfig,
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    pub options: RunOptions,
+}
+
+impl Encoder {
+    /// Loads `config.json` and `model.safetensors` from an HF-style folder.
+    pub fn from_folder(dir: &Path, device: &Device) -> std::result::Result<Encoder, BackboneError> {
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let weights = dir.join("model.safetensors");
+        let err = |e: candle_core::Error| BackboneError::Weights {
+            path: weights.display().to_string(),
+            message: e.to_string(),
+        };
+        // SAFETY: the file is memory-mapped read-only; pets never writes to model files.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .map_err(err)?;
+        Encoder::load(vb, config).map_err(err)
+    }
+
+    /// Builds from any var builder (tests use random weights).
+    pub fn load(vb: VarBuilder, config: BertConfig) -> Result<Encoder> {
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let s = config.shape();
+        let (d, f) = (s.hidden, s.ffn);
+        let e = vb.pp("embeddings");
+        let mut layers = Vec::with_capacity(s.layers);
+        for i in 0..s.layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let (att, selfatt) = (l.pp("attention"), l.pp("attention").pp("self"));
+            layers.push(Layer {
+                query: Linear::load(&selfatt.pp("query"), d, d)?,
+                key: Linear::load(&selfatt.pp("key"), d, d)?,
+                value: Linear::load(&selfatt.pp("value"), d, d)?,
+                output: Linear::load(&att.pp("output").pp("dense"), d, d)?,
+                attention_norm: Norm::load(&att.pp("output").pp("LayerNorm"), d)?,
+                ffn_in: Linear::load(&l.pp("intermediate").pp("dense"), d, f)?,
+                ffn_out: Linear::load(&l.pp("output").pp("dense"), f, d)?,
+                ffn_norm: Norm::load(&l.pp("output").pp("LayerNorm"), d)?,
+            });
+        }
+        Ok(Encoder {
+            word: e.get((s.vocab, d), "word_embeddings.weight")?,
+            position: e.get((s.max_positions, d), "position_embeddings.weight")?,
+            token_type: e.get((s.type_vocab, d), "token_type_embeddings.weight")?,
+            embedding_norm: Norm::load(&e.pp("LayerNorm"), d)?,
+            layers,
+            config,
+            options: RunOptions::default(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        self.word.device()
+    }
+
+    pub fn shape(&self) -> BackboneShape {
+        self.config.shape()
+    }
+
+    /// Every backbone tensor with its HF name, in the order of `BackboneShape::tensor_inventory`.
+    fn tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out: Vec<(String, &mut Tensor)> = vec![
+            ("embeddings.word_embeddings.weight".into(), &mut self.word),
+            ("embeddings.position_embeddings.weight".into(), &mut self.position),
+            ("embeddings.token_type_embeddings.weight".into(), &mut self.token_type),
+            ("embeddings.LayerNorm.weight".into(), &mut self.embedding_norm.gamma),
+            ("embeddings.LayerNorm.bias".into(), &mut self.embedding_norm.beta),
+        ];
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let p = format!("encoder.layer.{i}");
+            for (name, lin) in [
+                ("attention.self.query", &mut l.query),
+                ("attention.self.key", &mut l.key),
+                ("attention.self.value", &mut l.value),
+                ("attention.output.dense", &mut l.output),
+            ] {
+                out.push((format!("{p}.{name}.weight"), &mut lin.weight));
+                out.push((format!("{p}.{name}.bias"), &mut lin.bias));
+            }
+            out.push((format!("{p}.attention.output.LayerNorm.weight"), &mut l.attention_norm.gamma));
+            out.push((format!("{p}.attention.output.LayerNorm.bias"), &mut l.attention_norm.beta));
+            out.push((format!("{p}.intermediate.dense.weight"), &mut l.ffn_in.weight));
+            out.push((format!("{p}.intermediate.dense.bias"), &mut l.ffn_in.bias));
+            out.push((format!("{p}.output.dense.weight"), &mut l.ffn_out.weight));
+            out.push((format!("{p}.output.dense.bias"), &mut l.ffn_out.bias));
+            out.push((format!("{p}.output.LayerNorm.weight"), &mut l.ffn_norm.gamma));
+            out.push((format!("{p}.output.LayerNorm.bias"), &mut l.ffn_norm.beta));
+        }
+        out
+    }
+
+    /// Every backbone tensor with its HF name (plain tensors unless unfrozen).
+    pub fn backbone_tensors(&mut self) -> Vec<(String, Tensor)> {
+        self.tensors_mut().into_iter().map(|(n, t)| (n, t.clone())).collect()
+    }
+
+    /// Makes the backbone tensors that `parts` cover trainable, registering them in `store`
+    /// under `backbone.<HF name>`.
+    pub fn unfreeze(&mut self, parts: &[BackbonePart], store: &mut ParamStore) -> Result<()> {
+        for (name, tensor) in self.tensors_mut() {
+            if parts.iter().any(|p| part_covers(*p, &name)) {
+                let var = Var::from_tensor(tensor)?;
+                *tensor = var.as_tensor().clone();
+                store.adopt(&format!("backbone.{name}"), var);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hidden states of the last layer, (b, t, hidden). `plan` holds one entry per layer.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        plan: &[LayerAdapters],
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let eps = self.config.layer_norm_eps;
+        let d = self.config.hidden_size;
+        let words = self.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((b, t, d))?;
+        let positions = self.position.narrow(0, 0, t)?;
+        let types = self.token_type.narrow(0, 0, 1)?;
+        let x = words.broadcast_add(&positions)?.broadcast_add(&types)?;
+        let mut x = self.dropout(
+            &ops::layer_norm(&x, &self.embedding_norm.gamma, &self.embedding_norm.beta, eps)?,
+            train,
+        )?;
+        // (1 - mask) · MASKED, shaped (b, 1, 1, t) for every head and query.
+        let mask = ((attention_mask.ones_like()? - attention_mask)? * MASKED as f64)?
+            .reshape((b, 1, 1, t))?;
+        let empty = LayerAdapters::default();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(layer, &x, &mask, plan.get(i).unwrap_or(&empty), train)?;
+        }
+        Ok(x)
+    }
+
+    fn layer_forward(
+        &self,
+        w: &Layer,
+        x: &Tensor,
+        mask: &Tensor,
+        ad: &LayerAdapters,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let heads = self.config.num_attention_heads;
+        let head_dim = d / heads;
+        let eps = self.config.layer_norm_eps;
+        let q = ad.query.apply(x, w.query.forward(x)?)?;
+        let k = ad.key.apply(x, w.key.forward(x)?)?;
+        let v = ad.value.apply(x, w.value.forward(x)?)?;
+        let split = |y: Tensor| -> Result<Tensor> {
+            y.reshape((b, t, heads, head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split((q * (1.0 / (head_dim as f64).sqrt()))?)?;
+        let (k, v) = (split(k)?, split(v)?);
+        let (k, v, mask) = match &ad.prefix {
+            Some(prefix) => prefix.extend(&k, &v, mask)?,
+            None => (k, v, mask.clone()),
+        };
+        let scores = q.matmul(&k.t()?)?;
+        let probs = self.dropout(&ops::masked_softmax(&scores, &mask)?, train)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let context = ad.heads.apply(x, context)?;
+        let attended = ad.output.apply(&context, w.output.forward(&context)?)?;
+        let attended = self.dropout(&ad.attention.apply(x, attended)?, train)?;
+        let a = ops::layer_norm(&(attended + x)?, &w.attention_norm.gamma, &w.attention_norm.beta, eps)?;
+        let inner = ad.ffn_in.apply(&a, w.ffn_in.forward(&a)?)?;
+        let inner = match self.config.hidden_act.as_str() {
+            "relu" => inner.relu()?,
+            "gelu_new" => inner.gelu()?,
+            _ => inner.gelu_erf()?,
+        };
+        let out = ad.ffn_out.apply(&inner, w.ffn_out.forward(&inner)?)?;
+        let out = self.dropout(&ad.ffn.apply(&a, out)?, train)?;
+        ops::layer_norm(&(out + a)?, &w.ffn_norm.gamma, &w.ffn_norm.beta, eps)
+    }
+
+    fn dropout(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train && self.options.dropout > 0.0 {
+            candle_nn::ops::dropout(x, self.options.dropout)
+        } else {
+            Ok(x.clone())
+        }
+    }
+}
+
+/// Mean of the hidden states over real tokens: (b, t, d), mask (b, t) → (b, d).
+pub fn mean_pool(hidden: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    let mask = attention_mask.unsqueeze(D::Minus1)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1.0, f64::MAX)?;
+    summed.broadcast_div(&counts)
+}

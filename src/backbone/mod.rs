@@ -3,6 +3,7 @@
 pub mod config;
 pub mod encoder;
 pub mod ops;
+pub mod tiny;
 
 use thiserror::Error;
 

@@ -1,0 +1,133 @@
+//! Bottleneck modules `f(z·W_down + b)·W_up + b`: one over the whole hidden state, or one per head.
+
+use super::init::{Fill, ParamStore};
+use crate::spec::Activation;
+use candle_core::{Result, Tensor};
+
+/// `x·Wᵀ + b` over the last dim for trainable weights (leading dims flattened into one matmul).
+pub fn affine(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims();
+    let (rows, input) = (x.elem_count() / dims[dims.len() - 1], dims[dims.len() - 1]);
+    let y = x.reshape((rows, input))?.matmul(&weight.t()?)?;
+    let y = match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().unwrap_or(&mut 0) = weight.dim(0)?;
+    y.reshape(out_dims)
+}
+
+pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        Activation::Relu => x.relu(),
+        Activation::Gelu => x.gelu_erf(),
+        Activation::Silu => x.silu(),
+        Activation::Tanh => x.tanh(),
+        Activation::Identity => Ok(x.clone()),
+    }
+}
+
+/// Initial fills of (down, up) weights for a design's `Init`.
+pub fn fills(init: crate::spec::Init, fan_in: usize) -> (Fill, Fill) {
+    match init {
+        // Kaiming-uniform with a=√5 (torch's Linear default) gives bound 1/√fan_in.
+        crate::spec::Init::Default => (Fill::Uniform(1.0 / (fan_in as f32).sqrt()), Fill::Zeros),
+        crate::spec::Init::Normal(std) => (Fill::Normal(std), Fill::Normal(std)),
+    }
+}
+
+pub struct Bottleneck {
+    down_w: Tensor,
+    down_b: Tensor,
+    up_w: Tensor,
+    up_b: Tensor,
+    activation: Activation,
+}
+
+impl Bottleneck {
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        (input, r, output): (usize, usize, usize),
+        activation: Activation,
+        init: crate::spec::Init,
+    ) -> Result<Self> {
+        let (down, up) = fills(init, input);
+        Ok(Bottleneck {
+            down_w: store.var(&format!("{prefix}.down.weight"), &[r, input], down)?,
+            down_b: store.var(&format!("{prefix}.down.bias"), &[r], Fill::Zeros)?,
+            up_w: store.var(&format!("{prefix}.up.weight"), &[output, r], up)?,
+            up_b: store.var(&format!("{prefix}.up.bias"), &[output], Fill::Zeros)?,
+            activation,
+        })
+    }
+
+    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let hidden = activate(&affine(z, &self.down_w, Some(&self.down_b))?, self.activation)?;
+        affine(&hidden, &self.up_w, Some(&self.up_b))
+    }
+}
+
+/// One bottleneck per attention head (multi-head PA): head `i` gets width `r/heads`, writes only
+/// that head's slice of the concatenated head outputs, and reads all of `x` (parallel) or only
+/// its own head's output (sequential).
+pub struct HeadsBottleneck {
+    /// parallel: (r, d); sequential: (heads, head_dim, r/heads)
+    down_w: Tensor,
+    down_b: Tensor,
+    /// (heads, r/heads, head_dim)
+    up_w: Tensor,
+    up_b: Tensor,
+    heads: usize,
+    parallel: bool,
+    activation: Activation,
+}
+
+impl HeadsBottleneck {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        (hidden, heads, r): (usize, usize, usize),
+        parallel: bool,
+        activation: Activation,
+        init: crate::spec::Init,
+    ) -> Result<Self> {
+        let head_dim = hidden / heads;
+        let per_head = r / heads;
+        let (down_fill, up_fill) = fills(init, if parallel { hidden } else { head_dim });
+        let down_shape: Vec<usize> = if parallel {
+            vec![r, hidden]
+        } else {
+            vec![heads, head_dim, per_head]
+        };
+        Ok(HeadsBottleneck {
+            down_w: store.var(&format!("{prefix}.down.weight"), &down_shape, down_fill)?,
+            down_b: store.var(&format!("{prefix}.down.bias"), &[r], Fill::Zeros)?,
+            up_w: store.var(&format!("{prefix}.up.weight"), &[heads, per_head, head_dim], up_fill)?,
+            up_b: store.var(&format!("{prefix}.up.bias"), &[hidden], Fill::Zeros)?,
+            heads,
+            parallel,
+            activation,
+        })
+    }
+
+    /// z: (b, t, d) → Δ: (b, t, d) laid out as concatenated heads.
+    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = z.dims3()?;
+        let (heads, head_dim) = (self.heads, d / self.heads);
+        let r = self.down_b.dim(0)?;
+        let down = if self.parallel {
+            affine(z, &self.down_w, None)?.reshape((b * t, heads, r / heads))?.transpose(0, 1)?
+        } else {
+            let per_head = z.reshape((b * t, heads, head_dim))?.transpose(0, 1)?.contiguous()?;
+            per_head.matmul(&self.down_w)?
+        };
+        // down: (heads, b·t, r/heads); the bias is laid out head-major like the weights.
+        let bias = self.down_b.reshape((heads, 1, r / heads))?;
+        let hidden = activate(&down.contiguous()?.broadcast_add(&bias)?, self.activation)?;
+        let up = hidden.matmul(&self.up_w)?; // (heads, b·t, head_dim)
+        up.transpose(0, 1)?.reshape((b, t, d))?.broadcast_add(&self.up_b)
+    }
+}

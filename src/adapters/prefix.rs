@@ -1,0 +1,76 @@
+//! Prefix tuning: `l` learned keys and values per head prepended to a layer's attention.
+
+use super::bottleneck::affine;
+use super::init::{Fill, ParamStore};
+use candle_core::{Result, Tensor};
+
+pub enum PrefixParams {
+    Direct { keys: Tensor, values: Tensor },
+    /// Li & Liang's reparameterisation: an embedding through a tanh MLP gives keys and values.
+    Mlp { embedding: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor },
+}
+
+pub struct Prefix {
+    params: PrefixParams,
+    heads: usize,
+}
+
+impl Prefix {
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        (hidden, heads, l): (usize, usize, usize),
+        reparam: Option<usize>,
+        init: crate::spec::Init,
+    ) -> Result<Self> {
+        let std = match init {
+            crate::spec::Init::Default => 0.02,
+            crate::spec::Init::Normal(s) => s,
+        };
+        let params = match reparam {
+            None => PrefixParams::Direct {
+                keys: store.var(&format!("{prefix}.keys"), &[l, hidden], Fill::Normal(std))?,
+                values: store.var(&format!("{prefix}.values"), &[l, hidden], Fill::Normal(std))?,
+            },
+            Some(m) => PrefixParams::Mlp {
+                embedding: store.var(&format!("{prefix}.embedding"), &[l, hidden], Fill::Normal(1.0))?,
+                w1: store.var(&format!("{prefix}.mlp1.weight"), &[m, hidden], Fill::Uniform(1.0 / (hidden as f32).sqrt()))?,
+                b1: store.var(&format!("{prefix}.mlp1.bias"), &[m], Fill::Zeros)?,
+                w2: store.var(&format!("{prefix}.mlp2.weight"), &[2 * hidden, m], Fill::Normal(std))?,
+                b2: store.var(&format!("{prefix}.mlp2.bias"), &[2 * hidden], Fill::Zeros)?,
+            },
+        };
+        Ok(Prefix { params, heads })
+    }
+
+    /// (keys, values) each (l, hidden).
+    fn key_values(&self) -> Result<(Tensor, Tensor)> {
+        match &self.params {
+            PrefixParams::Direct { keys, values } => Ok((keys.clone(), values.clone())),
+            PrefixParams::Mlp { embedding, w1, b1, w2, b2 } => {
+                let hidden = embedding.dim(1)?;
+                let kv = affine(&affine(embedding, w1, Some(b1))?.tanh()?, w2, Some(b2))?;
+                Ok((kv.narrow(1, 0, hidden)?, kv.narrow(1, hidden, hidden)?))
+            }
+        }
+    }
+
+    /// Prepends the prefix to per-head keys and values (b, heads, t, head_dim) and extends the
+    /// additive mask (b, 1, 1, t) with zeros: every query may attend to the prefix.
+    pub fn extend(&self, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, heads, _, head_dim) = k.dims4()?;
+        let (pk, pv) = self.key_values()?;
+        let l = pk.dim(0)?;
+        let per_head = |p: Tensor| -> Result<Tensor> {
+            p.reshape((1, l, heads, head_dim))?
+                .transpose(1, 2)?
+                .broadcast_as((b, self.heads, l, head_dim))?
+                .contiguous()
+        };
+        let k = Tensor::cat(&[&per_head(pk)?, k], 2)?;
+        let v = Tensor::cat(&[&per_head(pv)?, v], 2)?;
+        let zeros = Tensor::zeros((b, 1, 1, l), mask.dtype(), mask.device())?;
+        let mask = Tensor::cat(&[&zeros, mask], 3)?;
+        Ok((k, v, mask))
+    }
+}

@@ -1,0 +1,81 @@
+//! Tiny random BERT encoders built in code, for tests and examples that must not download weights.
+
+use super::config::BertConfig;
+use super::encoder::Encoder;
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+
+/// A small config: 2 layers, hidden 48, 4 heads, FFN 96, vocabulary 64, 32 positions.
+pub fn tiny_config() -> BertConfig {
+    BertConfig {
+        vocab_size: 64,
+        hidden_size: 48,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 96,
+        hidden_act: "gelu".into(),
+        max_position_embeddings: 32,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+        model_type: Some("bert".into()),
+    }
+}
+
+/// Random weights under HF names (N(0, 0.2²) matrices, LayerNorm γ=1, β=0), seeded.
+pub fn tiny_weights(config: &BertConfig, seed: u64, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let shape = config.shape();
+    let mut map = HashMap::new();
+    for (name, count) in shape.tensor_inventory() {
+        let values: Vec<f32> = if name.contains("LayerNorm.weight") {
+            vec![1.0; count]
+        } else if name.contains("LayerNorm.bias") {
+            vec![0.0; count]
+        } else {
+            (0..count).map(|_| rng.random_range(-0.35f32..0.35)).collect()
+        };
+        let dims = tensor_dims(&name, count, &shape);
+        map.insert(name, Tensor::from_vec(values, dims, device)?);
+    }
+    Ok(map)
+}
+
+fn tensor_dims(name: &str, count: usize, s: &super::config::BackboneShape) -> Vec<usize> {
+    if name.ends_with(".bias") || name.contains("LayerNorm") {
+        return vec![count];
+    }
+    if name.contains("word_embeddings") || name.contains("position_embeddings") || name.contains("token_type") {
+        return vec![count / s.hidden, s.hidden];
+    }
+    if name.contains("intermediate.dense") {
+        return vec![s.ffn, s.hidden];
+    }
+    if name.ends_with("output.dense.weight") && !name.contains("attention") {
+        return vec![s.hidden, s.ffn];
+    }
+    vec![s.hidden, s.hidden]
+}
+
+/// A tiny encoder with random, frozen weights.
+pub fn tiny_encoder(seed: u64) -> Result<Encoder> {
+    let config = tiny_config();
+    let device = Device::Cpu;
+    let weights = tiny_weights(&config, seed, &device)?;
+    Encoder::load(VarBuilder::from_tensors(weights, DType::F32, &device), config)
+}
+
+/// Writes a tiny model folder (config.json + model.safetensors) and returns its path.
+pub fn write_tiny_model(dir: &std::path::Path, seed: u64) -> crate::Result<()> {
+    let config = tiny_config();
+    std::fs::create_dir_all(dir).map_err(crate::error::io_err(format!("creating {}", dir.display())))?;
+    let json = serde_json::to_string_pretty(&config).unwrap_or_default();
+    std::fs::write(dir.join("config.json"), json)
+        .map_err(crate::error::io_err(format!("writing {}", dir.display())))?;
+    let weights = tiny_weights(&config, seed, &Device::Cpu)?;
+    candle_core::safetensors::save(&weights, dir.join("model.safetensors"))?;
+    Ok(())
+}

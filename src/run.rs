@@ -1,0 +1,146 @@
+//! One training run end to end: assets → dataset → tokens → compiled model → training → run folder.
+
+use crate::assets::Cache;
+use crate::backbone::encoder::{Encoder, RunOptions};
+use crate::batch::TokenizedSplit;
+use crate::data::{self, Dataset, SplitOptions, TaskSource};
+use crate::error::io_err;
+use crate::model::AdaptedModel;
+use crate::spec::Design;
+use crate::tokenize::TextEncoder;
+use crate::train::{self, EpochRecord, TrainConfig};
+use candle_core::Device;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Everything one run needs besides the design.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// A known model name (`minilm-l6`) or a path to an HF-style folder.
+    pub model: String,
+    pub task: TaskSource,
+    pub max_len: usize,
+    pub dropout: f32,
+    pub train: TrainConfig,
+    /// An explicit learning rate (`--lr`); otherwise the design's own, else `train.lr`.
+    pub lr_override: Option<f64>,
+    pub device: Device,
+}
+
+/// A task tokenised for one model: built once, reused by every design trained on it.
+pub struct PreparedTask {
+    pub dataset: Dataset,
+    pub model_dir: PathBuf,
+    pub train: TokenizedSplit,
+    pub dev: TokenizedSplit,
+    pub pad_id: u32,
+}
+
+impl PreparedTask {
+    pub fn prepare(settings: &RunSettings, cache: &Cache) -> crate::Result<PreparedTask> {
+        let model_dir = cache.model_dir(&settings.model)?;
+        let dataset = data::load_task(&settings.task, cache, &SplitOptions::default())?;
+        let text = TextEncoder::from_file(&model_dir.join("tokenizer.json"), settings.max_len)?;
+        Ok(PreparedTask {
+            train: text.encode_split(&dataset.train)?,
+            dev: text.encode_split(&dataset.dev)?,
+            pad_id: text.pad_id,
+            dataset,
+            model_dir,
+        })
+    }
+}
+
+/// What `pets train` writes to `metrics.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMetrics {
+    pub design: String,
+    pub model: String,
+    pub task: String,
+    pub accuracy: f64,
+    pub best_epoch: usize,
+    /// Design tensors only (modules and unfrozen backbone parts), the head excluded.
+    pub trainable_params: usize,
+    pub head_params: usize,
+    pub backbone_params: usize,
+    /// `trainable_params` as a percentage of `backbone_params` (the encoder as run, no pooler).
+    pub trainable_percent: f64,
+    pub train_seconds: f64,
+    pub steps: usize,
+    pub train_examples: usize,
+    pub dev_examples: usize,
+    pub seed: u64,
+    pub learning_rate: f64,
+    pub epochs: Vec<EpochRecord>,
+    pub device: String,
+}
+
+/// Trains `design` on a prepared task; writes the run folder when `out` is given.
+pub fn train_design(
+    design: &Design,
+    task: &PreparedTask,
+    settings: &RunSettings,
+    out: Option<&Path>,
+) -> crate::Result<(RunMetrics, AdaptedModel)> {
+    let mut encoder = Encoder::from_folder(&task.model_dir, &settings.device)?;
+    encoder.options = RunOptions { dropout: settings.dropout };
+    let classes = task.dataset.label_names.len();
+    let model = AdaptedModel::build(encoder, design, classes, settings.train.seed)?;
+    let mut config = settings.train.clone();
+    config.lr = settings.lr_override.or(design.learning_rate).unwrap_or(config.lr);
+    let vars = model.trainable_vars();
+    let outcome = train::train(
+        &model,
+        &vars,
+        &task.train,
+        &task.dev,
+        task.pad_id,
+        &settings.device,
+        &config,
+    )?;
+    let metrics = RunMetrics {
+        design: design.name.clone(),
+        model: settings.model.clone(),
+        task: task.dataset.name.clone(),
+        accuracy: outcome.best_accuracy,
+        best_epoch: outcome.best_epoch,
+        trainable_params: model.cost.trainable,
+        head_params: model.cost.head,
+        backbone_params: model.cost.backbone,
+        trainable_percent: model.cost.percent(),
+        train_seconds: outcome.train_seconds,
+        steps: outcome.steps,
+        train_examples: task.train.len(),
+        dev_examples: task.dev.len(),
+        seed: config.seed,
+        learning_rate: config.lr,
+        epochs: outcome.epochs,
+        device: device_name(&settings.device),
+    };
+    if let Some(dir) = out {
+        write_run(dir, design, &metrics, &model)?;
+    }
+    Ok((metrics, model))
+}
+
+/// A run folder: `design.ron`, `metrics.json`, `adapter.safetensors` (trainable tensors only).
+fn write_run(dir: &Path, design: &Design, metrics: &RunMetrics, model: &AdaptedModel) -> crate::Result<()> {
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let json = serde_json::to_string_pretty(metrics).unwrap_or_default();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(io_err(format!("writing {}", path.display())))
+    };
+    write("design.ron", &design.to_ron())?;
+    write("metrics.json", &json)?;
+    model.store.save(&dir.join("adapter.safetensors"))?;
+    Ok(())
+}
+
+pub fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        Device::Cuda(_) => "cuda".into(),
+        Device::Metal(_) => "metal".into(),
+    }
+}
