@@ -1,12 +1,27 @@
-//! Training loop over the trainable vars only: AdamW, warm-up + linear decay, clipping, best-dev keeping.
-//! (Owned by the training work; interface below is the contract.)
+//! Training loop over the trainable vars only: AdamW, warm-up + linear decay, global-norm clipping,
+//! per-epoch dev evaluation that keeps (and finally restores) the best-dev weights.
 
-use crate::batch::{Batch, TokenizedSplit};
-use candle_core::{Device, Tensor, Var};
+use crate::batch::{make_batch, plan_batches, Batch, BatchPlan, TokenizedSplit};
+use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
+use candle_nn::loss::cross_entropy;
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Instant;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TrainError {
+    #[error("the {which} split is empty")]
+    EmptySplit { which: &'static str },
+    /// The loss of optimizer step `step` (0-based) was NaN or infinite; training stopped there.
+    #[error("non-finite training loss {loss} at step {step}")]
+    NonFiniteLoss { step: usize, loss: f64 },
+    /// Checked on the first step: a var the graph never reaches would silently stay untrained
+    /// (e.g. behind a fused candle op without a backward, see CANDLE_NOTES).
+    #[error("trainable var #{index} (shape {shape:?}) received no gradient: the graph is cut upstream of it")]
+    MissingGradient { index: usize, shape: Vec<usize> },
+    #[error("invalid training config: {0}")]
+    InvalidConfig(String),
     #[error("{0}")]
     Message(String),
     #[error(transparent)]
@@ -24,42 +39,396 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub eval_batch_size: usize,
+    /// Peak learning rate, reached at the end of warm-up.
     pub lr: f64,
+    /// Decoupled (AdamW) weight decay, applied to every given var (biases and norms included).
     pub weight_decay: f64,
+    /// Share of the total steps spent warming up linearly from 0 to `lr`.
     pub warmup_fraction: f64,
+    /// Clip the global L2 norm of all gradients to this; `<= 0` disables clipping.
     pub max_grad_norm: f64,
+    /// Seeds the per-epoch shuffling.
     pub seed: u64,
     /// Stop after this many optimizer steps (a cheap fidelity); `None` runs every epoch.
     pub max_steps: Option<usize>,
     pub bucket_by_length: bool,
+    /// Progress bar (or sparse lines when stderr is not a terminal) and per-epoch summaries.
     pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch_size: 32,
+            eval_batch_size: 128,
+            lr: 5e-4,
+            weight_decay: 0.01,
+            warmup_fraction: 0.06,
+            max_grad_norm: 1.0,
+            seed: 0,
+            max_steps: None,
+            bucket_by_length: true,
+            progress: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EpochRecord {
+    /// 1-based.
     pub epoch: usize,
+    /// Mean training loss over this epoch's steps.
     pub train_loss: f64,
     pub dev_accuracy: f64,
+    pub dev_loss: f64,
+    /// Optimizer steps taken in this epoch (fewer than a full epoch when `max_steps` cut it).
+    pub steps: usize,
+    /// Training time of this epoch, evaluation excluded.
     pub seconds: f64,
+    pub eval_seconds: f64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainOutcome {
     pub best_accuracy: f64,
+    /// 1-based epoch whose weights the model holds after `train` returns.
     pub best_epoch: usize,
     pub steps: usize,
+    /// Training time only, evaluation excluded.
     pub train_seconds: f64,
     pub epochs: Vec<EpochRecord>,
 }
 
+/// Result of [`evaluate`].
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub accuracy: f64,
+    /// Mean cross-entropy per example.
+    pub loss: f64,
+    /// Arg-max class per example, in the split's order.
+    pub predictions: Vec<u32>,
+}
+
+/// Optimizer steps the run will take: every epoch's batches, capped by `max_steps`.
+pub fn total_steps(cfg: &TrainConfig, train_examples: usize) -> usize {
+    let full = cfg.epochs * train_examples.div_ceil(cfg.batch_size.max(1));
+    cfg.max_steps.map_or(full, |m| m.min(full))
+}
+
+/// Warm-up length: `ceil(warmup_fraction * total_steps)`, as HF's `get_warmup_steps`.
+pub fn warmup_steps(total_steps: usize, cfg: &TrainConfig) -> usize {
+    // The tiny epsilon keeps float noise (0.07 * 100 = 7.000000000000001) from adding a step.
+    let exact = cfg.warmup_fraction.clamp(0.0, 1.0) * total_steps as f64;
+    (exact - 1e-9).ceil().max(0.0) as usize
+}
+
+/// Learning rate for update `step` (0-based), HF `get_linear_schedule_with_warmup` semantics:
+/// linear from 0 to `lr` over the warm-up, then linear down to 0 at `total_steps`.
+pub fn learning_rate(step: usize, total_steps: usize, cfg: &TrainConfig) -> f64 {
+    let warmup = warmup_steps(total_steps, cfg);
+    if step >= total_steps {
+        0.0
+    } else if step < warmup {
+        cfg.lr * step as f64 / warmup as f64
+    } else {
+        // step < total_steps here, so total_steps > warmup and the division is safe.
+        cfg.lr * (total_steps - step) as f64 / (total_steps - warmup) as f64
+    }
+}
+
+/// Shuffle seed of epoch `epoch` (0-based): distinct per epoch, reproducible per run seed.
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)
+}
+
+/// Scales the vars' gradients so their global L2 norm is at most `max_norm` (torch's
+/// `clip_grad_norm_`); returns the norm before clipping. `max_norm <= 0` only measures.
+pub fn clip_grad_norm(
+    grads: &mut GradStore,
+    vars: &[Var],
+    max_norm: f64,
+) -> candle_core::Result<f64> {
+    let mut squares = 0f64;
+    for var in vars {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            squares += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+        }
+    }
+    let norm = squares.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        // torch's epsilon: never divides by zero, and lands a hair under max_norm.
+        let scale = max_norm / (norm + 1e-6);
+        for var in vars {
+            if let Some(g) = grads.remove(var.as_tensor()) {
+                grads.insert(var.as_tensor(), (g * scale)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Accuracy, mean loss and predictions of `model` on `split`, without dropout. Batches are
+/// bucketed by length (least padding); predictions are put back in the split's order.
+pub fn evaluate(
+    model: &dyn Classifier,
+    split: &TokenizedSplit,
+    pad_id: u32,
+    device: &Device,
+    batch_size: usize,
+) -> Result<Evaluation, TrainError> {
+    if split.is_empty() {
+        return Err(TrainError::EmptySplit {
+            which: "evaluation",
+        });
+    }
+    let plan = BatchPlan {
+        batch_size,
+        shuffle_seed: None,
+        bucket_by_length: true,
+    };
+    let mut predictions = vec![0u32; split.len()];
+    let (mut loss_sum, mut correct) = (0f64, 0usize);
+    for indices in plan_batches(split, &plan) {
+        let batch = make_batch(split, &indices, pad_id, device)?;
+        // Detached: nothing downstream is recorded for a backward pass that never comes.
+        let logits = model.logits(&batch, false)?.detach().to_dtype(DType::F32)?;
+        let loss = cross_entropy(&logits, &batch.labels)?.to_scalar::<f32>()?;
+        loss_sum += f64::from(loss) * batch.size as f64;
+        let predicted = logits.argmax(1)?.to_vec1::<u32>()?;
+        for (&i, &p) in indices.iter().zip(&predicted) {
+            predictions[i] = p;
+            correct += usize::from(p == split.labels[i]);
+        }
+    }
+    let n = split.len() as f64;
+    Ok(Evaluation {
+        accuracy: correct as f64 / n,
+        loss: loss_sum / n,
+        predictions,
+    })
+}
+
+/// The best dev accuracy seen so far and a copy of the vars' values at that point.
+struct BestSnapshot {
+    accuracy: f64,
+    epoch: usize,
+    values: Vec<Tensor>,
+}
+
+impl BestSnapshot {
+    fn new() -> Self {
+        Self {
+            accuracy: f64::NEG_INFINITY,
+            epoch: 0,
+            values: Vec::new(),
+        }
+    }
+
+    /// Snapshots the vars when `accuracy` strictly improves (ties keep the earlier, cheaper epoch).
+    fn offer(&mut self, accuracy: f64, epoch: usize, vars: &[Var]) -> candle_core::Result<bool> {
+        if accuracy <= self.accuracy {
+            return Ok(false);
+        }
+        // detach() first so the copy does not hold the var as a graph parent.
+        self.values = vars
+            .iter()
+            .map(|v| v.as_tensor().detach().copy())
+            .collect::<candle_core::Result<_>>()?;
+        self.accuracy = accuracy;
+        self.epoch = epoch;
+        Ok(true)
+    }
+
+    fn restore(&self, vars: &[Var]) -> candle_core::Result<()> {
+        for (var, value) in vars.iter().zip(&self.values) {
+            var.set(value)?;
+        }
+        Ok(())
+    }
+}
+
+/// An indicatif bar when stderr is a terminal; otherwise about ten plain lines per run.
+struct Progress {
+    bar: ProgressBar,
+    enabled: bool,
+    plain_every: usize,
+}
+
+impl Progress {
+    fn new(total: usize, enabled: bool) -> Self {
+        let bar = if enabled {
+            ProgressBar::new(total as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        let template = "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}";
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        Self {
+            bar,
+            enabled,
+            plain_every: (total / 10).max(1),
+        }
+    }
+
+    fn step(&self, step: usize, msg: String) {
+        if self.enabled && self.bar.is_hidden() && step % self.plain_every == 0 {
+            let elapsed = self.bar.elapsed().as_secs_f64();
+            let total = self.bar.length().unwrap_or(0);
+            eprintln!(
+                "step {step}/{total} {msg} ({:.2} steps/s)",
+                step as f64 / elapsed.max(1e-9)
+            );
+        }
+        self.bar.set_message(msg);
+        self.bar.inc(1);
+    }
+
+    fn line(&self, msg: String) {
+        match (self.enabled, self.bar.is_hidden()) {
+            (false, _) => {}
+            (true, true) => eprintln!("{msg}"),
+            (true, false) => self.bar.println(msg),
+        }
+    }
+}
+
+fn validate(cfg: &TrainConfig) -> Result<(), TrainError> {
+    let problem = if cfg.epochs == 0 {
+        "epochs must be at least 1"
+    } else if cfg.batch_size == 0 || cfg.eval_batch_size == 0 {
+        "batch sizes must be at least 1"
+    } else if cfg.max_steps == Some(0) {
+        "max_steps must be at least 1"
+    } else if !(cfg.lr.is_finite() && cfg.lr >= 0.0) {
+        "lr must be finite and non-negative"
+    } else {
+        return Ok(());
+    };
+    Err(TrainError::InvalidConfig(problem.to_string()))
+}
+
+/// Trains `vars` (and only them) to classify `train`, evaluating on `dev` after each epoch.
+/// On return the vars hold the weights of the best dev epoch.
 pub fn train(
-    _model: &dyn Classifier,
-    _vars: &[Var],
-    _train: &TokenizedSplit,
-    _dev: &TokenizedSplit,
-    _pad_id: u32,
-    _device: &Device,
-    _cfg: &TrainConfig,
+    model: &dyn Classifier,
+    vars: &[Var],
+    train: &TokenizedSplit,
+    dev: &TokenizedSplit,
+    pad_id: u32,
+    device: &Device,
+    cfg: &TrainConfig,
 ) -> Result<TrainOutcome, TrainError> {
-    todo!()
+    if train.is_empty() {
+        return Err(TrainError::EmptySplit { which: "train" });
+    }
+    if dev.is_empty() {
+        return Err(TrainError::EmptySplit { which: "dev" });
+    }
+    validate(cfg)?;
+    let total = total_steps(cfg, train.len());
+    // The rate is set before every step from the schedule; 0 here is never used.
+    let params = ParamsAdamW {
+        lr: 0.0,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let mut optimizer = AdamW::new(vars.to_vec(), params)?;
+    let progress = Progress::new(total, cfg.progress);
+    let mut best = BestSnapshot::new();
+    let mut records = Vec::new();
+    let (mut step, mut train_seconds) = (0usize, 0f64);
+
+    for epoch in 0..cfg.epochs {
+        if step >= total {
+            break; // max_steps ended on an epoch boundary: that epoch is already evaluated.
+        }
+        let plan = BatchPlan {
+            batch_size: cfg.batch_size,
+            shuffle_seed: Some(epoch_seed(cfg.seed, epoch)),
+            bucket_by_length: cfg.bucket_by_length,
+        };
+        let started = Instant::now();
+        let (mut loss_sum, mut epoch_steps) = (0f64, 0usize);
+        for indices in plan_batches(train, &plan) {
+            if step >= total {
+                break;
+            }
+            let batch = make_batch(train, &indices, pad_id, device)?;
+            let logits = model.logits(&batch, true)?.to_dtype(DType::F32)?;
+            let loss = cross_entropy(&logits, &batch.labels)?;
+            let value = f64::from(loss.to_scalar::<f32>()?);
+            if !value.is_finite() {
+                progress.bar.abandon();
+                return Err(TrainError::NonFiniteLoss { step, loss: value });
+            }
+            let mut grads = loss.backward()?;
+            if step == 0 {
+                check_gradients(&grads, vars)?;
+            }
+            if cfg.max_grad_norm > 0.0 {
+                clip_grad_norm(&mut grads, vars, cfg.max_grad_norm)?;
+            }
+            optimizer.set_learning_rate(learning_rate(step, total, cfg));
+            optimizer.step(&grads)?;
+            step += 1;
+            epoch_steps += 1;
+            loss_sum += value;
+            let running = loss_sum / epoch_steps as f64;
+            progress.step(
+                step,
+                format!("epoch {}/{} loss {running:.4}", epoch + 1, cfg.epochs),
+            );
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        train_seconds += seconds;
+
+        let eval_started = Instant::now();
+        let eval = evaluate(model, dev, pad_id, device, cfg.eval_batch_size)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / epoch_steps.max(1) as f64,
+            dev_accuracy: eval.accuracy,
+            dev_loss: eval.loss,
+            steps: epoch_steps,
+            seconds,
+            eval_seconds: eval_started.elapsed().as_secs_f64(),
+        };
+        let improved = best.offer(eval.accuracy, record.epoch, vars)?;
+        progress.line(format!(
+            "epoch {}: train loss {:.4}, dev acc {:.4}, dev loss {:.4}, {:.1}s{}",
+            record.epoch,
+            record.train_loss,
+            record.dev_accuracy,
+            record.dev_loss,
+            record.seconds,
+            if improved { " (best)" } else { "" }
+        ));
+        records.push(record);
+    }
+    progress.bar.finish_and_clear();
+    best.restore(vars)?;
+    Ok(TrainOutcome {
+        best_accuracy: best.accuracy,
+        best_epoch: best.epoch,
+        steps: step,
+        train_seconds,
+        epochs: records,
+    })
+}
+
+fn check_gradients(grads: &GradStore, vars: &[Var]) -> Result<(), TrainError> {
+    match vars.iter().position(|v| grads.get(v.as_tensor()).is_none()) {
+        Some(index) => Err(TrainError::MissingGradient {
+            index,
+            shape: vars[index].dims().to_vec(),
+        }),
+        None => Ok(()),
+    }
 }
