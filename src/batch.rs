@@ -123,7 +123,11 @@ mod tests {
     #[test]
     fn plans_cover_every_example_once() {
         for bucket in [false, true] {
-            let plan = BatchPlan { batch_size: 3, shuffle_seed: Some(7), bucket_by_length: bucket };
+            let plan = BatchPlan {
+                batch_size: 3,
+                shuffle_seed: Some(7),
+                bucket_by_length: bucket,
+            };
             let mut seen: Vec<usize> = plan_batches(&split(), &plan).concat();
             seen.sort();
             assert_eq!(seen, (0..10).collect::<Vec<_>>());

@@ -31,7 +31,9 @@ pub fn compile(
     store: &mut ParamStore,
 ) -> std::result::Result<CompiledDesign, CompileError> {
     let layer_sets = graph::validate(design, shape)?;
-    let mut layers: Vec<LayerAdapters> = (0..shape.layers).map(|_| LayerAdapters::default()).collect();
+    let mut layers: Vec<LayerAdapters> = (0..shape.layers)
+        .map(|_| LayerAdapters::default())
+        .collect();
     for (index, (module, set)) in design.modules.iter().zip(&layer_sets).enumerate() {
         let label = design.module_label(index);
         for &layer in set {
@@ -56,14 +58,23 @@ fn attach(
             layer.prefix = Some(Prefix::new(store, name, dims, *reparam, module.init)?);
             return Ok(());
         }
-        Form::Lora { r, alpha } => {
-            Delta::Lora(Lora::new(store, name, (z_dim, *r, out_dim), *alpha, module.init)?)
-        }
+        Form::Lora { r, alpha } => Delta::Lora(Lora::new(
+            store,
+            name,
+            (z_dim, *r, out_dim),
+            *alpha,
+            module.init,
+        )?),
         Form::Bottleneck { r, activation } if module.site == Site::AttentionHeads => {
             let dims = (shape.hidden, shape.heads, *r);
             let parallel = module.insertion == Insertion::Parallel;
             Delta::HeadsBottleneck(HeadsBottleneck::new(
-                store, name, dims, parallel, *activation, module.init,
+                store,
+                name,
+                dims,
+                parallel,
+                *activation,
+                module.init,
             )?)
         }
         Form::Bottleneck { r, activation } => Delta::Bottleneck(Bottleneck::new(
@@ -75,7 +86,11 @@ fn attach(
         )?),
     };
     let composer = Composer::new(store, name, module.effective_composition(), z_dim)?;
-    let attached = Attached { label: name.to_string(), delta, composer };
+    let attached = Attached {
+        label: name.to_string(),
+        delta,
+        composer,
+    };
     let site = site_modules(layer, module.site);
     match module.insertion {
         Insertion::Parallel => site.parallel.push(attached),

@@ -132,14 +132,14 @@ pub fn validate(design: &Design, shape: &BackboneShape) -> Result<Vec<Vec<usize>
         if let crate::spec::Init::Normal(std) = m.init {
             check_number(&module, "init", std)?;
         }
-        let layers = m
-            .layers
-            .resolve(shape.layers)
-            .map_err(|layer| GraphError::LayerOutOfRange {
-                module: module.clone(),
-                layer,
-                count: shape.layers,
-            })?;
+        let layers =
+            m.layers
+                .resolve(shape.layers)
+                .map_err(|layer| GraphError::LayerOutOfRange {
+                    module: module.clone(),
+                    layer,
+                    count: shape.layers,
+                })?;
         if layers.is_empty() {
             return Err(GraphError::NoLayers { module });
         }
@@ -198,8 +198,16 @@ fn check_conflicts(design: &Design, layer_sets: &[Vec<usize>]) -> Result<(), Gra
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     Embeddings,
-    Frozen { layer: usize, part: Part },
-    Module { index: usize, label: String, layer: usize, text: String },
+    Frozen {
+        layer: usize,
+        part: Part,
+    },
+    Module {
+        index: usize,
+        label: String,
+        layer: usize,
+        text: String,
+    },
     Head,
 }
 
@@ -298,17 +306,37 @@ impl DesignGraph {
 
     /// Graphviz text of the IR: frozen sublayers grey, modules coloured, one cluster per layer.
     pub fn to_dot(&self) -> String {
-        let mut out = String::from("digraph design {\n  rankdir=TB;\n  node [shape=box, fontsize=10];\n");
+        let mut out =
+            String::from("digraph design {\n  rankdir=TB;\n  node [shape=box, fontsize=10];\n");
         let mut clusters: HashMap<usize, Vec<String>> = HashMap::new();
         for idx in self.graph.node_indices() {
             let id = idx.index();
             let (label, style, layer) = match &self.graph[idx] {
-                Node::Embeddings => ("embeddings".to_string(), "style=filled, fillcolor=grey90", None),
-                Node::Head => ("mean pool → classifier".to_string(), "style=filled, fillcolor=lightyellow", None),
-                Node::Frozen { layer, part } => (format!("{part:?}"), "style=filled, fillcolor=grey90", Some(*layer)),
-                Node::Module { label, text, .. } => (format!("{label}: {text}"), "style=\"filled,rounded\", fillcolor=lightblue", Some(self.module_layer(idx))),
+                Node::Embeddings => (
+                    "embeddings".to_string(),
+                    "style=filled, fillcolor=grey90",
+                    None,
+                ),
+                Node::Head => (
+                    "mean pool → classifier".to_string(),
+                    "style=filled, fillcolor=lightyellow",
+                    None,
+                ),
+                Node::Frozen { layer, part } => (
+                    format!("{part:?}"),
+                    "style=filled, fillcolor=grey90",
+                    Some(*layer),
+                ),
+                Node::Module { label, text, .. } => (
+                    format!("{label}: {text}"),
+                    "style=\"filled,rounded\", fillcolor=lightblue",
+                    Some(self.module_layer(idx)),
+                ),
             };
-            let line = format!("  n{id} [label=\"{}\", {style}];\n", label.replace('"', "'"));
+            let line = format!(
+                "  n{id} [label=\"{}\", {style}];\n",
+                label.replace('"', "'")
+            );
             match layer {
                 Some(l) => clusters.entry(l).or_default().push(line),
                 None => out.push_str(&line),
@@ -317,7 +345,10 @@ impl DesignGraph {
         let mut layers: Vec<_> = clusters.into_iter().collect();
         layers.sort_by_key(|(l, _)| *l);
         for (layer, lines) in layers {
-            let _ = writeln!(out, "  subgraph cluster_{layer} {{\n    label=\"layer {layer}\";");
+            let _ = writeln!(
+                out,
+                "  subgraph cluster_{layer} {{\n    label=\"layer {layer}\";"
+            );
             for line in lines {
                 out.push_str("  ");
                 out.push_str(&line);
@@ -330,7 +361,12 @@ impl DesignGraph {
                 let _ = if label.is_empty() {
                     writeln!(out, "  n{} -> n{};", a.index(), b.index())
                 } else {
-                    writeln!(out, "  n{} -> n{} [label=\"{label}\", color=blue];", a.index(), b.index())
+                    writeln!(
+                        out,
+                        "  n{} -> n{} [label=\"{label}\", color=blue];",
+                        a.index(),
+                        b.index()
+                    )
                 };
             }
         }

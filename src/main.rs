@@ -16,7 +16,11 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "pets", version, about = "Search the design space of parameter-efficient fine-tuning")]
+#[command(
+    name = "pets",
+    version,
+    about = "Search the design space of parameter-efficient fine-tuning"
+)]
 struct Cli {
     /// Threads for the CPU kernels (default: all cores).
     #[arg(long, global = true)]
@@ -179,7 +183,11 @@ fn run(cli: Cli) -> Result<()> {
             let file = cache.dataset_file(&data)?;
             eprintln!("data {data}: {}", file.display());
         }
-        Command::Validate { design, model, classes } => {
+        Command::Validate {
+            design,
+            model,
+            classes,
+        } => {
             let design = Design::from_file(&design)?;
             let shape = model_config(&cache, &model)?.shape();
             let cost = design_cost(&design, &shape, classes)?;
@@ -209,7 +217,13 @@ fn run(cli: Cli) -> Result<()> {
             let (metrics, _) = train_design(&design, &task, &settings, out.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&metrics)?);
         }
-        Command::Baselines { presets, only, run, report, runs } => {
+        Command::Baselines {
+            presets,
+            only,
+            run,
+            report,
+            runs,
+        } => {
             let settings = run.settings()?;
             let task = PreparedTask::prepare(&settings, &cache)?;
             let designs = pets::report::load_presets(&presets, &only)?;

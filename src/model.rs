@@ -79,6 +79,10 @@ impl AdaptedModel {
 
 impl Classifier for AdaptedModel {
     fn logits(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
-        affine(&self.pooled(batch, train)?, &self.head_weight, Some(&self.head_bias))
+        affine(
+            &self.pooled(batch, train)?,
+            &self.head_weight,
+            Some(&self.head_bias),
+        )
     }
 }

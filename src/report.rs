@@ -125,7 +125,8 @@ pub fn write_baselines(path: &Path, command: &str, rows: &[RunMetrics]) -> crate
         );
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(io_err(format!("creating {}", parent.display())))?;
     }
     std::fs::write(path, md).map_err(io_err(format!("writing {}", path.display())))
 }
@@ -134,7 +135,12 @@ pub fn write_baselines(path: &Path, command: &str, rows: &[RunMetrics]) -> crate
 mod tests {
     #[test]
     fn groups_thousands() {
-        for (n, s) in [(0, "0"), (999, "999"), (1000, "1,000"), (22565376, "22,565,376")] {
+        for (n, s) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (22565376, "22,565,376"),
+        ] {
             assert_eq!(super::group(n), s);
         }
     }

@@ -83,11 +83,16 @@ pub fn train_design(
     out: Option<&Path>,
 ) -> crate::Result<(RunMetrics, AdaptedModel)> {
     let mut encoder = Encoder::from_folder(&task.model_dir, &settings.device)?;
-    encoder.options = RunOptions { dropout: settings.dropout };
+    encoder.options = RunOptions {
+        dropout: settings.dropout,
+    };
     let classes = task.dataset.label_names.len();
     let model = AdaptedModel::build(encoder, design, classes, settings.train.seed)?;
     let mut config = settings.train.clone();
-    config.lr = settings.lr_override.or(design.learning_rate).unwrap_or(config.lr);
+    config.lr = settings
+        .lr_override
+        .or(design.learning_rate)
+        .unwrap_or(config.lr);
     let vars = model.trainable_vars();
     let outcome = train::train(
         &model,
@@ -124,7 +129,12 @@ pub fn train_design(
 }
 
 /// A run folder: `design.ron`, `metrics.json`, `adapter.safetensors` (trainable tensors only).
-fn write_run(dir: &Path, design: &Design, metrics: &RunMetrics, model: &AdaptedModel) -> crate::Result<()> {
+fn write_run(
+    dir: &Path,
+    design: &Design,
+    metrics: &RunMetrics,
+    model: &AdaptedModel,
+) -> crate::Result<()> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let json = serde_json::to_string_pretty(metrics).unwrap_or_default();
     let write = |name: &str, text: &str| {

@@ -71,8 +71,14 @@ pub struct Module {
 /// The functional form `f` and the width knob.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Form {
-    Bottleneck { r: usize, activation: Activation },
-    Lora { r: usize, alpha: f32 },
+    Bottleneck {
+        r: usize,
+        activation: Activation,
+    },
+    Lora {
+        r: usize,
+        alpha: f32,
+    },
     /// `l` learned key/value vectors per layer and head; `reparam: Some(m)` trains them through a
     /// per-layer MLP of hidden width `m` (Li & Liang), whose parameters then count as trainable.
     Prefix {
@@ -304,7 +310,10 @@ mod tests {
     fn parses_a_union_of_modules() {
         let design = Design::from_ron(MAM, "mam.ron").unwrap();
         assert_eq!(design.modules.len(), 2);
-        assert_eq!(design.modules[0].effective_composition(), Composition::Gated);
+        assert_eq!(
+            design.modules[0].effective_composition(),
+            Composition::Gated
+        );
         assert_eq!(
             design.modules[1].effective_composition(),
             Composition::Scaled(4.0)

@@ -64,7 +64,10 @@ impl Bottleneck {
     }
 
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        let hidden = activate(&affine(z, &self.down_w, Some(&self.down_b))?, self.activation)?;
+        let hidden = activate(
+            &affine(z, &self.down_w, Some(&self.down_b))?,
+            self.activation,
+        )?;
         affine(&hidden, &self.up_w, Some(&self.up_b))
     }
 }
@@ -105,7 +108,11 @@ impl HeadsBottleneck {
         Ok(HeadsBottleneck {
             down_w: store.var(&format!("{prefix}.down.weight"), &down_shape, down_fill)?,
             down_b: store.var(&format!("{prefix}.down.bias"), &[r], Fill::Zeros)?,
-            up_w: store.var(&format!("{prefix}.up.weight"), &[heads, per_head, head_dim], up_fill)?,
+            up_w: store.var(
+                &format!("{prefix}.up.weight"),
+                &[heads, per_head, head_dim],
+                up_fill,
+            )?,
             up_b: store.var(&format!("{prefix}.up.bias"), &[hidden], Fill::Zeros)?,
             heads,
             parallel,
@@ -119,15 +126,22 @@ impl HeadsBottleneck {
         let (heads, head_dim) = (self.heads, d / self.heads);
         let r = self.down_b.dim(0)?;
         let down = if self.parallel {
-            affine(z, &self.down_w, None)?.reshape((b * t, heads, r / heads))?.transpose(0, 1)?
+            affine(z, &self.down_w, None)?
+                .reshape((b * t, heads, r / heads))?
+                .transpose(0, 1)?
         } else {
-            let per_head = z.reshape((b * t, heads, head_dim))?.transpose(0, 1)?.contiguous()?;
+            let per_head = z
+                .reshape((b * t, heads, head_dim))?
+                .transpose(0, 1)?
+                .contiguous()?;
             per_head.matmul(&self.down_w)?
         };
         // down: (heads, b·t, r/heads); the bias is laid out head-major like the weights.
         let bias = self.down_b.reshape((heads, 1, r / heads))?;
         let hidden = activate(&down.contiguous()?.broadcast_add(&bias)?, self.activation)?;
         let up = hidden.matmul(&self.up_w)?; // (heads, b·t, head_dim)
-        up.transpose(0, 1)?.reshape((b, t, d))?.broadcast_add(&self.up_b)
+        up.transpose(0, 1)?
+            .reshape((b, t, d))?
+            .broadcast_add(&self.up_b)
     }
 }

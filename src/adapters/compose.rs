@@ -10,7 +10,10 @@ pub enum Composer {
     /// A trained scalar, shape (1,).
     Learned(Tensor),
     /// `λ = σ(z·w + b)`: w (in, 1), b (1,).
-    Gated { w: Tensor, b: Tensor },
+    Gated {
+        w: Tensor,
+        b: Tensor,
+    },
 }
 
 impl Composer {

@@ -24,7 +24,11 @@ pub struct ParamStore {
 
 impl ParamStore {
     pub fn new(seed: u64, device: &Device) -> Self {
-        ParamStore { seed, device: device.clone(), vars: BTreeMap::new() }
+        ParamStore {
+            seed,
+            device: device.clone(),
+            vars: BTreeMap::new(),
+        }
     }
 
     /// Creates a var. Each tensor's random stream depends only on the seed and its name, so
@@ -36,7 +40,9 @@ impl ParamStore {
             Fill::Zeros => vec![0.0; count],
             Fill::Const(c) => vec![c; count],
             Fill::Uniform(b) => (0..count).map(|_| rng.random_range(-b..=b)).collect(),
-            Fill::Normal(std) => (0..count).map(|_| std * standard_normal(&mut rng)).collect(),
+            Fill::Normal(std) => (0..count)
+                .map(|_| std * standard_normal(&mut rng))
+                .collect(),
         };
         let var = Var::from_tensor(&Tensor::from_vec(values, shape, &self.device)?)?;
         let tensor = var.as_tensor().clone();
@@ -62,11 +68,20 @@ impl ParamStore {
     }
 
     /// Copies values saved earlier (by name) into the vars; every var must be present.
-    pub fn load(&self, tensors: &std::collections::HashMap<String, Tensor>) -> std::result::Result<(), String> {
+    pub fn load(
+        &self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+    ) -> std::result::Result<(), String> {
         for (name, var) in &self.vars {
-            let t = tensors.get(name).ok_or_else(|| format!("missing tensor {name}"))?;
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| format!("missing tensor {name}"))?;
             if t.dims() != var.dims() {
-                return Err(format!("tensor {name}: shape {:?}, expected {:?}", t.dims(), var.dims()));
+                return Err(format!(
+                    "tensor {name}: shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                ));
             }
             var.set(&t.to_device(var.device()).map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
@@ -75,8 +90,11 @@ impl ParamStore {
     }
 
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        let map: std::collections::HashMap<String, Tensor> =
-            self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        let map: std::collections::HashMap<String, Tensor> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
         candle_core::safetensors::save(&map, path)
     }
 }
@@ -89,7 +107,9 @@ fn standard_normal(rng: &mut impl Rng) -> f32 {
 }
 
 fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    text.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 #[cfg(test)]

@@ -5,9 +5,18 @@ use super::init::{Fill, ParamStore};
 use candle_core::{Result, Tensor};
 
 pub enum PrefixParams {
-    Direct { keys: Tensor, values: Tensor },
+    Direct {
+        keys: Tensor,
+        values: Tensor,
+    },
     /// Li & Liang's reparameterisation: an embedding through a tanh MLP gives keys and values.
-    Mlp { embedding: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor },
+    Mlp {
+        embedding: Tensor,
+        w1: Tensor,
+        b1: Tensor,
+        w2: Tensor,
+        b2: Tensor,
+    },
 }
 
 pub struct Prefix {
@@ -33,10 +42,22 @@ impl Prefix {
                 values: store.var(&format!("{prefix}.values"), &[l, hidden], Fill::Normal(std))?,
             },
             Some(m) => PrefixParams::Mlp {
-                embedding: store.var(&format!("{prefix}.embedding"), &[l, hidden], Fill::Normal(1.0))?,
-                w1: store.var(&format!("{prefix}.mlp1.weight"), &[m, hidden], Fill::Uniform(1.0 / (hidden as f32).sqrt()))?,
+                embedding: store.var(
+                    &format!("{prefix}.embedding"),
+                    &[l, hidden],
+                    Fill::Normal(1.0),
+                )?,
+                w1: store.var(
+                    &format!("{prefix}.mlp1.weight"),
+                    &[m, hidden],
+                    Fill::Uniform(1.0 / (hidden as f32).sqrt()),
+                )?,
                 b1: store.var(&format!("{prefix}.mlp1.bias"), &[m], Fill::Zeros)?,
-                w2: store.var(&format!("{prefix}.mlp2.weight"), &[2 * hidden, m], Fill::Normal(std))?,
+                w2: store.var(
+                    &format!("{prefix}.mlp2.weight"),
+                    &[2 * hidden, m],
+                    Fill::Normal(std),
+                )?,
                 b2: store.var(&format!("{prefix}.mlp2.bias"), &[2 * hidden], Fill::Zeros)?,
             },
         };
@@ -47,7 +68,13 @@ impl Prefix {
     fn key_values(&self) -> Result<(Tensor, Tensor)> {
         match &self.params {
             PrefixParams::Direct { keys, values } => Ok((keys.clone(), values.clone())),
-            PrefixParams::Mlp { embedding, w1, b1, w2, b2 } => {
+            PrefixParams::Mlp {
+                embedding,
+                w1,
+                b1,
+                w2,
+                b2,
+            } => {
                 let hidden = embedding.dim(1)?;
                 let kv = affine(&affine(embedding, w1, Some(b1))?.tanh()?, w2, Some(b2))?;
                 Ok((kv.narrow(1, 0, hidden)?, kv.narrow(1, hidden, hidden)?))
@@ -57,7 +84,12 @@ impl Prefix {
 
     /// Prepends the prefix to per-head keys and values (b, heads, t, head_dim) and extends the
     /// additive mask (b, 1, 1, t) with zeros: every query may attend to the prefix.
-    pub fn extend(&self, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn extend(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, heads, _, head_dim) = k.dims4()?;
         let (pk, pv) = self.key_values()?;
         let l = pk.dim(0)?;

@@ -136,7 +136,11 @@ impl BackboneShape {
         ];
         for i in 0..self.layers {
             let p = format!("encoder.layer.{i}");
-            for proj in ["attention.self.query", "attention.self.key", "attention.self.value"] {
+            for proj in [
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+            ] {
                 out.push((format!("{p}.{proj}.weight"), d * d));
                 out.push((format!("{p}.{proj}.bias"), d));
             }
@@ -215,9 +219,6 @@ mod tests {
             s.unfrozen_params(&[BackbonePart::LayerNorms, BackbonePart::Biases]),
             ln + linear_biases
         );
-        assert_eq!(
-            s.unfrozen_params(&[BackbonePart::All]),
-            s.backbone_params()
-        );
+        assert_eq!(s.unfrozen_params(&[BackbonePart::All]), s.backbone_params());
     }
 }

@@ -1,7 +1,7 @@
 //! A post-LN BERT encoder of our own, loaded from HF safetensors, whose layers consult a per-layer
 //! adapter plan at every insertion point (projections, heads, sublayer outputs, prefixes).
 
-use super::config::{part_covers, BertConfig, BackboneShape};
+use super::config::{part_covers, BackboneShape, BertConfig};
 use super::ops;
 use super::BackboneError;
 use crate::adapters::{LayerAdapters, ParamStore};
@@ -37,7 +37,10 @@ struct Norm {
 
 impl Norm {
     fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
-        Ok(Norm { gamma: vb.get(d, "weight")?, beta: vb.get(d, "bias")? })
+        Ok(Norm {
+            gamma: vb.get(d, "weight")?,
+            beta: vb.get(d, "bias")?,
+        })
     }
 }
 
@@ -131,10 +134,22 @@ impl Encoder {
     fn tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
         let mut out: Vec<(String, &mut Tensor)> = vec![
             ("embeddings.word_embeddings.weight".into(), &mut self.word),
-            ("embeddings.position_embeddings.weight".into(), &mut self.position),
-            ("embeddings.token_type_embeddings.weight".into(), &mut self.token_type),
-            ("embeddings.LayerNorm.weight".into(), &mut self.embedding_norm.gamma),
-            ("embeddings.LayerNorm.bias".into(), &mut self.embedding_norm.beta),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                &mut self.position,
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                &mut self.token_type,
+            ),
+            (
+                "embeddings.LayerNorm.weight".into(),
+                &mut self.embedding_norm.gamma,
+            ),
+            (
+                "embeddings.LayerNorm.bias".into(),
+                &mut self.embedding_norm.beta,
+            ),
         ];
         for (i, l) in self.layers.iter_mut().enumerate() {
             let p = format!("encoder.layer.{i}");
@@ -147,13 +162,25 @@ impl Encoder {
                 out.push((format!("{p}.{name}.weight"), &mut lin.weight));
                 out.push((format!("{p}.{name}.bias"), &mut lin.bias));
             }
-            out.push((format!("{p}.attention.output.LayerNorm.weight"), &mut l.attention_norm.gamma));
-            out.push((format!("{p}.attention.output.LayerNorm.bias"), &mut l.attention_norm.beta));
-            out.push((format!("{p}.intermediate.dense.weight"), &mut l.ffn_in.weight));
+            out.push((
+                format!("{p}.attention.output.LayerNorm.weight"),
+                &mut l.attention_norm.gamma,
+            ));
+            out.push((
+                format!("{p}.attention.output.LayerNorm.bias"),
+                &mut l.attention_norm.beta,
+            ));
+            out.push((
+                format!("{p}.intermediate.dense.weight"),
+                &mut l.ffn_in.weight,
+            ));
             out.push((format!("{p}.intermediate.dense.bias"), &mut l.ffn_in.bias));
             out.push((format!("{p}.output.dense.weight"), &mut l.ffn_out.weight));
             out.push((format!("{p}.output.dense.bias"), &mut l.ffn_out.bias));
-            out.push((format!("{p}.output.LayerNorm.weight"), &mut l.ffn_norm.gamma));
+            out.push((
+                format!("{p}.output.LayerNorm.weight"),
+                &mut l.ffn_norm.gamma,
+            ));
             out.push((format!("{p}.output.LayerNorm.bias"), &mut l.ffn_norm.beta));
         }
         out
@@ -161,7 +188,10 @@ impl Encoder {
 
     /// Every backbone tensor with its HF name (plain tensors unless unfrozen).
     pub fn backbone_tensors(&mut self) -> Vec<(String, Tensor)> {
-        self.tensors_mut().into_iter().map(|(n, t)| (n, t.clone())).collect()
+        self.tensors_mut()
+            .into_iter()
+            .map(|(n, t)| (n, t.clone()))
+            .collect()
     }
 
     /// Makes the backbone tensors that `parts` cover trainable, registering them in `store`
@@ -188,12 +218,20 @@ impl Encoder {
         let (b, t) = input_ids.dims2()?;
         let eps = self.config.layer_norm_eps;
         let d = self.config.hidden_size;
-        let words = self.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((b, t, d))?;
+        let words = self
+            .word
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, t, d))?;
         let positions = self.position.narrow(0, 0, t)?;
         let types = self.token_type.narrow(0, 0, 1)?;
         let x = words.broadcast_add(&positions)?.broadcast_add(&types)?;
         let mut x = self.dropout(
-            &ops::layer_norm(&x, &self.embedding_norm.gamma, &self.embedding_norm.beta, eps)?,
+            &ops::layer_norm(
+                &x,
+                &self.embedding_norm.gamma,
+                &self.embedding_norm.beta,
+                eps,
+            )?,
             train,
         )?;
         // (1 - mask) · MASKED, shaped (b, 1, 1, t) for every head and query.
@@ -222,7 +260,9 @@ impl Encoder {
         let k = ad.key.apply(x, w.key.forward(x)?)?;
         let v = ad.value.apply(x, w.value.forward(x)?)?;
         let split = |y: Tensor| -> Result<Tensor> {
-            y.reshape((b, t, heads, head_dim))?.transpose(1, 2)?.contiguous()
+            y.reshape((b, t, heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = split((q * (1.0 / (head_dim as f64).sqrt()))?)?;
         let (k, v) = (split(k)?, split(v)?);
@@ -236,7 +276,12 @@ impl Encoder {
         let context = ad.heads.apply(x, context)?;
         let attended = ad.output.apply(&context, w.output.forward(&context)?)?;
         let attended = self.dropout(&ad.attention.apply(x, attended)?, train)?;
-        let a = ops::layer_norm(&(attended + x)?, &w.attention_norm.gamma, &w.attention_norm.beta, eps)?;
+        let a = ops::layer_norm(
+            &(attended + x)?,
+            &w.attention_norm.gamma,
+            &w.attention_norm.beta,
+            eps,
+        )?;
         let inner = ad.ffn_in.apply(&a, w.ffn_in.forward(&a)?)?;
         let inner = match self.config.hidden_act.as_str() {
             "relu" => inner.relu()?,

@@ -26,7 +26,11 @@ pub fn tiny_config() -> BertConfig {
 }
 
 /// Random weights under HF names (N(0, 0.2²) matrices, LayerNorm γ=1, β=0), seeded.
-pub fn tiny_weights(config: &BertConfig, seed: u64, device: &Device) -> Result<HashMap<String, Tensor>> {
+pub fn tiny_weights(
+    config: &BertConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let shape = config.shape();
     let mut map = HashMap::new();
@@ -36,7 +40,9 @@ pub fn tiny_weights(config: &BertConfig, seed: u64, device: &Device) -> Result<H
         } else if name.contains("LayerNorm.bias") {
             vec![0.0; count]
         } else {
-            (0..count).map(|_| rng.random_range(-0.35f32..0.35)).collect()
+            (0..count)
+                .map(|_| rng.random_range(-0.35f32..0.35))
+                .collect()
         };
         let dims = tensor_dims(&name, count, &shape);
         map.insert(name, Tensor::from_vec(values, dims, device)?);
@@ -48,7 +54,10 @@ fn tensor_dims(name: &str, count: usize, s: &super::config::BackboneShape) -> Ve
     if name.ends_with(".bias") || name.contains("LayerNorm") {
         return vec![count];
     }
-    if name.contains("word_embeddings") || name.contains("position_embeddings") || name.contains("token_type") {
+    if name.contains("word_embeddings")
+        || name.contains("position_embeddings")
+        || name.contains("token_type")
+    {
         return vec![count / s.hidden, s.hidden];
     }
     if name.contains("intermediate.dense") {
@@ -65,13 +74,17 @@ pub fn tiny_encoder(seed: u64) -> Result<Encoder> {
     let config = tiny_config();
     let device = Device::Cpu;
     let weights = tiny_weights(&config, seed, &device)?;
-    Encoder::load(VarBuilder::from_tensors(weights, DType::F32, &device), config)
+    Encoder::load(
+        VarBuilder::from_tensors(weights, DType::F32, &device),
+        config,
+    )
 }
 
 /// Writes a tiny model folder (config.json + model.safetensors) and returns its path.
 pub fn write_tiny_model(dir: &std::path::Path, seed: u64) -> crate::Result<()> {
     let config = tiny_config();
-    std::fs::create_dir_all(dir).map_err(crate::error::io_err(format!("creating {}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(crate::error::io_err(format!("creating {}", dir.display())))?;
     let json = serde_json::to_string_pretty(&config).unwrap_or_default();
     std::fs::write(dir.join("config.json"), json)
         .map_err(crate::error::io_err(format!("writing {}", dir.display())))?;
