@@ -218,7 +218,12 @@ impl CustomOp3 for LayerNorm {
         };
         let out = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
         let rows = x.elem_count() / gamma.elem_count();
-        let dx = out.narrow(0, 0, rows)?.reshape(x.shape())?;
+        // Without the affine rows the kernel already returns dx in x's shape.
+        let dx = if affine {
+            out.narrow(0, 0, rows)?.reshape(x.shape())?
+        } else {
+            out.clone()
+        };
         let keep = |t: &Tensor, i| t.track_op().then(|| out.get(rows + i)).transpose();
         Ok((x.track_op().then_some(dx), keep(gamma, 0)?, keep(beta, 1)?))
     }
