@@ -1,6 +1,7 @@
 //! A post-LN BERT encoder of our own, loaded from HF safetensors, whose layers consult a per-layer
 //! adapter plan at every insertion point (projections, heads, sublayer outputs, prefixes).
 
+use super::bmm::batched_matmul;
 use super::config::{part_covers, BackboneShape, BertConfig};
 use super::ops;
 use super::BackboneError;
@@ -270,9 +271,11 @@ impl Encoder {
             Some(prefix) => prefix.extend(&k, &v, mask)?,
             None => (k, v, mask.clone()),
         };
-        let scores = q.matmul(&k.t()?)?;
+        let scores = batched_matmul(&q, &k, true)?;
         let probs = self.dropout(&ops::masked_softmax(&scores, &mask)?, train)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let context = batched_matmul(&probs, &v, false)?
+            .transpose(1, 2)?
+            .reshape((b, t, d))?;
         let context = ad.heads.apply(x, context)?;
         let attended = ad.output.apply(&context, w.output.forward(&context)?)?;
         let attended = self.dropout(&ad.attention.apply(x, attended)?, train)?;
