@@ -117,7 +117,7 @@ pub fn validate(design: &Design, shape: &BackboneShape) -> Result<Vec<Vec<usize>
                 check_number(&module, "form.alpha", *alpha)?;
             }
             Form::Bottleneck { r, .. } => {
-                if m.site == Site::AttentionHeads && r % shape.heads != 0 {
+                if m.site == Site::AttentionHeads && !r.is_multiple_of(shape.heads) {
                     let (r, heads) = (*r, shape.heads);
                     return Err(GraphError::HeadsDoNotDivide { module, r, heads });
                 }

@@ -11,9 +11,16 @@ use rayon::prelude::*;
 /// `transpose_rhs`, read as its transpose without copying. Leading dims must match.
 pub fn batched_matmul(a: &Tensor, b: &Tensor, transpose_rhs: bool) -> Result<Tensor> {
     if !a.device().is_cpu() || a.dtype() != DType::F32 || b.dtype() != DType::F32 {
-        return if transpose_rhs { a.matmul(&b.t()?) } else { a.matmul(b) };
+        return if transpose_rhs {
+            a.matmul(&b.t()?)
+        } else {
+            a.matmul(b)
+        };
     }
-    let op = Bmm { transpose_lhs: false, transpose_rhs };
+    let op = Bmm {
+        transpose_lhs: false,
+        transpose_rhs,
+    };
     a.contiguous()?.apply_op2(&b.contiguous()?, op)
 }
 
@@ -32,8 +39,16 @@ impl Bmm {
         }
         let r = ad.len();
         let batch = ad[..r - 2].iter().product();
-        let (m, k) = if self.transpose_lhs { (ad[r - 1], ad[r - 2]) } else { (ad[r - 2], ad[r - 1]) };
-        let (k2, n) = if self.transpose_rhs { (bd[r - 1], bd[r - 2]) } else { (bd[r - 2], bd[r - 1]) };
+        let (m, k) = if self.transpose_lhs {
+            (ad[r - 1], ad[r - 2])
+        } else {
+            (ad[r - 2], ad[r - 1])
+        };
+        let (k2, n) = if self.transpose_rhs {
+            (bd[r - 1], bd[r - 2])
+        } else {
+            (bd[r - 2], bd[r - 1])
+        };
         if k != k2 {
             candle_core::bail!("batched_matmul: inner dims differ in {a:?} and {b:?}");
         }
@@ -46,9 +61,17 @@ impl CustomOp2 for Bmm {
         "pets-batched-matmul"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (a, b) = match (s1, s2, l1.contiguous_offsets(), l2.contiguous_offsets()) {
-            (CpuStorage::F32(a), CpuStorage::F32(b), Some((a0, a1)), Some((b0, b1))) => (&a[a0..a1], &b[b0..b1]),
+            (CpuStorage::F32(a), CpuStorage::F32(b), Some((a0, a1)), Some((b0, b1))) => {
+                (&a[a0..a1], &b[b0..b1])
+            }
             _ => candle_core::bail!("batched_matmul: expects contiguous f32 inputs"),
         };
         let (batch, m, k, n) = self.dims(l1.shape(), l2.shape())?;
@@ -62,11 +85,24 @@ impl CustomOp2 for Bmm {
                 // SAFETY: the slices hold m·k, k·n and m·n elements at the strides given above.
                 unsafe {
                     gemm::gemm(
-                        m, n, k,
-                        dst.as_mut_ptr(), 1, n as isize, false,
-                        lhs.as_ptr(), lhs_cs as isize, lhs_rs as isize,
-                        rhs.as_ptr(), rhs_cs as isize, rhs_rs as isize,
-                        0.0, 1.0, false, false, false,
+                        m,
+                        n,
+                        k,
+                        dst.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        lhs.as_ptr(),
+                        lhs_cs as isize,
+                        lhs_rs as isize,
+                        rhs.as_ptr(),
+                        rhs_cs as isize,
+                        rhs_rs as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
                         gemm::Parallelism::None,
                     )
                 }
@@ -78,10 +114,22 @@ impl CustomOp2 for Bmm {
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
 
-    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let run = |x: &Tensor, y: &Tensor, transpose_lhs, transpose_rhs| {
-            x.apply_op2_no_bwd(y, &Bmm { transpose_lhs, transpose_rhs })
+            x.apply_op2_no_bwd(
+                y,
+                &Bmm {
+                    transpose_lhs,
+                    transpose_rhs,
+                },
+            )
         };
         // Only forward ops built with transpose_lhs = false ever get a backward pass.
         let da = if a.track_op() {
@@ -117,11 +165,19 @@ mod tests {
         let dev = Device::Cpu;
         for transpose_rhs in [false, true] {
             let a = Var::randn(0f32, 1.0, (2, 3, 5, 4), &dev)?;
-            let b_shape = if transpose_rhs { (2, 3, 6, 4) } else { (2, 3, 4, 6) };
+            let b_shape = if transpose_rhs {
+                (2, 3, 6, 4)
+            } else {
+                (2, 3, 4, 6)
+            };
             let b = Var::randn(0f32, 1.0, b_shape, &dev)?;
             let weights = Tensor::randn(0f32, 1.0, (2, 3, 5, 6), &dev)?;
             let ours = batched_matmul(&a, &b, transpose_rhs)?;
-            let reference = if transpose_rhs { a.matmul(&b.t()?)? } else { a.matmul(&b)? };
+            let reference = if transpose_rhs {
+                a.matmul(&b.t()?)?
+            } else {
+                a.matmul(&b)?
+            };
             assert!(close(&ours, &reference)? < 1e-5);
             let g1 = (ours * &weights)?.sum_all()?.backward()?;
             let g2 = (reference * &weights)?.sum_all()?.backward()?;

@@ -80,7 +80,7 @@ pub fn tiny_encoder(seed: u64) -> Result<Encoder> {
     )
 }
 
-/// Writes a tiny model folder (config.json + model.safetensors) and returns its path.
+/// Writes a tiny HF-style model folder: config.json, model.safetensors, tokenizer.json.
 pub fn write_tiny_model(dir: &std::path::Path, seed: u64) -> crate::Result<()> {
     let config = tiny_config();
     std::fs::create_dir_all(dir)
@@ -90,5 +90,59 @@ pub fn write_tiny_model(dir: &std::path::Path, seed: u64) -> crate::Result<()> {
         .map_err(crate::error::io_err(format!("writing {}", dir.display())))?;
     let weights = tiny_weights(&config, seed, &Device::Cpu)?;
     candle_core::safetensors::save(&weights, dir.join("model.safetensors"))?;
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        tiny_tokenizer_json().to_string(),
+    )
+    .map_err(crate::error::io_err(format!("writing {}", dir.display())))?;
     Ok(())
+}
+
+/// Words of the tiny tokenizer's vocabulary, after the four special tokens.
+pub const TINY_WORDS: &[&str] = &[
+    "the", "a", "film", "movie", "plot", "actors", "story", "was", "is", "great", "awful", "good",
+    "bad", "fine", "dull", "and", "very", "quite", "not", "really", ".", ",", "!",
+];
+
+/// A BERT-style WordPiece `tokenizer.json` over `TINY_WORDS` ([PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3).
+pub fn tiny_tokenizer_json() -> serde_json::Value {
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"];
+    let vocab: serde_json::Map<String, serde_json::Value> = specials
+        .iter()
+        .chain(TINY_WORDS)
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), serde_json::json!(i)))
+        .collect();
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+            "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+            "special_tokens": {
+                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
+            }
+        },
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100, "vocab": vocab}
+    })
 }

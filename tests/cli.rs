@@ -1,0 +1,180 @@
+//! The `pets` binary end to end on a tiny model folder and a small labelled file (no downloads).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pets-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn pets(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pets"))
+        .args(args)
+        .env("PETS_CACHE", cache)
+        .output()
+        .expect("run pets")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Sentences whose label is whether they praise: a task the tiny model can learn.
+fn write_reviews(path: &Path, n: usize) {
+    let good = ["great", "good", "fine"];
+    let bad = ["awful", "bad", "dull"];
+    let subjects = ["the film", "a movie", "the plot", "the actors", "the story"];
+    let mut out = String::from("text\tlabel\n");
+    for i in 0..n {
+        let (word, label) = if i % 2 == 0 {
+            (good[i % 3], "pos")
+        } else {
+            (bad[i % 3], "neg")
+        };
+        out.push_str(&format!("{} was very {word} .\t{label}\n", subjects[i % 5]));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn validate_graph_and_train_a_preset_on_a_tiny_model() {
+    let dir = scratch("train");
+    let model = dir.join("model");
+    pets::backbone::tiny::write_tiny_model(&model, 0).unwrap();
+    let model_arg = model.to_str().unwrap();
+
+    let out = pets(
+        &[
+            "validate",
+            "search_spaces/presets/mam.ron",
+            "--model",
+            model_arg,
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    // Tiny encoder: 2 layers, hidden 48 → prefix 2·8·48 and PA 2·16·48+48+16 per layer.
+    let expected = 2 * (2 * 8 * 48) + 2 * (2 * 16 * 48 + 48 + 16);
+    assert!(report.contains(&pets::report::group(expected)), "{report}");
+
+    let out = pets(
+        &[
+            "graph",
+            "search_spaces/presets/mam.ron",
+            "--model",
+            model_arg,
+            "--dot",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("digraph design {"));
+
+    let data = dir.join("reviews.tsv");
+    write_reviews(&data, 400);
+    let run = dir.join("run");
+    let out = pets(
+        &[
+            "train",
+            "--design",
+            "search_spaces/presets/scaled_parallel_adapter.ron",
+            "--model",
+            model_arg,
+            "--task",
+            data.to_str().unwrap(),
+            "--text-column",
+            "text",
+            "--label-column",
+            "label",
+            "--epochs",
+            "8",
+            "--lr",
+            "0.01",
+            "--batch-size",
+            "16",
+            "--quiet",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    for key in [
+        "accuracy",
+        "trainable_params",
+        "head_params",
+        "backbone_params",
+        "trainable_percent",
+        "train_seconds",
+        "steps",
+    ] {
+        assert!(metrics.get(key).is_some(), "metrics.json lacks {key}");
+    }
+    assert_eq!(metrics["trainable_params"], 2 * (2 * 24 * 48 + 48 + 24));
+    assert_eq!(metrics["head_params"], 2 * 48 + 2);
+    assert!(metrics["accuracy"].as_f64().unwrap() >= 0.9, "{metrics}");
+    assert!(run.join("adapter.safetensors").exists() && run.join("design.ron").exists());
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_with_a_clear_message() {
+    let dir = scratch("bad");
+    let model = dir.join("model");
+    pets::backbone::tiny::write_tiny_model(&model, 0).unwrap();
+    let bad = dir.join("bad.ron");
+    std::fs::write(
+        &bad,
+        "Design(\n  name: \"x\",\n  modules: [Module(form: Prefix(l: 4), site: Ffn)],\n)",
+    )
+    .unwrap();
+    let out = pets(
+        &[
+            "validate",
+            bad.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("module m0: field `site`"),
+        "{}",
+        text(&out)
+    );
+
+    let out = pets(
+        &[
+            "validate",
+            "no/such.ron",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("no/such.ron"), "{}", text(&out));
+
+    std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+    let out = pets(
+        &[
+            "validate",
+            "search_spaces/presets/lora.ron",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("tokenizer.json"), "{}", text(&out));
+}
