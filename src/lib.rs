@@ -15,6 +15,7 @@ pub mod model;
 pub mod params;
 pub mod report;
 pub mod run;
+pub mod search;
 pub mod spec;
 pub mod tokenize;
 pub mod train;
