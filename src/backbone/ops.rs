@@ -298,6 +298,16 @@ mod tests {
             let w = Tensor::randn(0f32, 1f32, fused.shape(), &Device::Cpu)?.to_dtype(dtype)?;
             let fg = (&fused * &w)?.sum_all()?.backward()?;
             let rg = (&reference * &w)?.sum_all()?.backward()?;
+            // Only the vars (and the loss weight w) may hold gradients: candle's plain ops would
+            // also leave full-size entries for a frozen weight's transpose or a broadcast bias.
+            let mut wanted: Vec<_> = made
+                .iter()
+                .filter_map(|(_, v)| v.as_ref())
+                .map(|v| v.id())
+                .collect();
+            wanted.push(w.id());
+            let wasted = fg.get_ids().filter(|id| !wanted.contains(id)).count();
+            assert_eq!(wasted, 0, "{name}: gradients built for frozen tensors");
             for (i, (arg, var)) in made.iter().enumerate() {
                 let Some(v) = var else {
                     assert!(fg.get(arg).is_none(), "{name}: frozen arg {i} got a grad");
