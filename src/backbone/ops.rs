@@ -5,14 +5,16 @@
 //! fused custom ops with hand-written backward kernels on CPU/F32; elsewhere they fall back to the
 //! `*_reference` versions built from primitive ops, which are also the oracle in the tests.
 
+mod cpu;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    bail, CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, MetalStorage,
-    Result, Shape, Storage, Tensor, D,
+    bail, CpuStorage, CudaStorage, CustomOp2, DType, Layout, MetalStorage, Result, Shape, Tensor, D,
 };
-use rayon::prelude::*;
+use cpu::{FrozenLinear, LayerNorm, MaskedSoftmax};
 
-/// Layer norm over the last dim; gradients flow to x, and to gamma/beta only when they are vars.
+/// Layer norm over the last dim; gradients flow to x, and to gamma/beta only when they are vars
+/// (or computed from vars: anything with `track_op()`).
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     if !fusable(&[x, gamma, beta]) || x.elem_count() == 0 {
         return layer_norm_reference(x, gamma, beta, eps);
@@ -31,7 +33,9 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
 }
 
 /// softmax(scores + mask) over the last dim. scores (b, h, q, k); mask additive, broadcastable
-/// as (b, 1, 1, k), never differentiated.
+/// as (b, 1, 1, k), never differentiated. Pad with a large finite negative (e.g. −1e9): padded
+/// keys get exactly 0 and a fully padded row comes out uniform, never NaN (an all −∞ row gives
+/// zeros on the fused path).
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let mask = mask.detach();
     if !fusable(&[scores, &mask]) || scores.elem_count() == 0 {
@@ -131,325 +135,11 @@ fn fusable(ts: &[&Tensor]) -> bool {
         .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
-/// Rows per rayon task: ~16k floats, so tiny rows (softmax over 48 keys) amortise scheduling.
-fn task_rows(width: usize) -> usize {
-    (16_384 / width.max(1)).max(1)
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => bail!("fused op: non-contiguous input {:?}", l.stride()),
-    }
-}
-
-/// Σ f over 16 independent lanes: LLVM may not reorder a serial f32 sum, so it never vectorises.
-#[inline]
-fn lane_sum<const K: usize>(xs: [&[f32]; K], f: impl Fn([f32; K]) -> f32) -> f32 {
-    const L: usize = 16;
-    let n = xs.iter().map(|s| s.len()).min().unwrap_or(0);
-    let body = n - n % L;
-    let mut acc = [0f32; L];
-    for c in (0..body).step_by(L) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(xs.map(|s| s[c + l]));
-        }
-    }
-    acc.iter().sum::<f32>() + (body..n).map(|i| f(xs.map(|s| s[i]))).sum::<f32>()
-}
-
-/// Writes x − mean(x) into `out` and returns 1/√(var + eps) (two passes, as the reference).
-#[inline]
-fn center(out: &mut [f32], x: &[f32], eps: f32) -> f32 {
-    let n = x.len() as f32;
-    let mean = lane_sum([x], |[v]| v) / n;
-    out.iter_mut().zip(x).for_each(|(o, &v)| *o = v - mean);
-    let var = lane_sum([&*out], |[v]| v * v) / n;
-    1.0 / (var + eps).sqrt()
-}
-
-struct LayerNorm {
-    eps: f32,
-}
-
-impl CustomOp3 for LayerNorm {
-    fn name(&self) -> &'static str {
-        "pets-layer-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, g, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let d = g.len();
-        let mut out = vec![0f32; x.len()];
-        let step = d * task_rows(d);
-        out.par_chunks_mut(step)
-            .zip(x.par_chunks(step))
-            .for_each(|(o, x)| {
-                for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
-                    let rstd = center(o, x, self.eps);
-                    for ((o, &g), &b) in o.iter_mut().zip(g).zip(b) {
-                        *o = *o * rstd * g + b;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let affine = gamma.track_op() || beta.track_op();
-        let op = LayerNormBwd {
-            eps: self.eps,
-            affine,
-        };
-        let out = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
-        let rows = x.elem_count() / gamma.elem_count();
-        // Without the affine rows the kernel already returns dx in x's shape.
-        let dx = if affine {
-            out.narrow(0, 0, rows)?.reshape(x.shape())?
-        } else {
-            out.clone()
-        };
-        let keep = |t: &Tensor, i| t.track_op().then(|| out.get(rows + i)).transpose();
-        Ok((x.track_op().then_some(dx), keep(gamma, 0)?, keep(beta, 1)?))
-    }
-}
-
-/// dx of layer norm on (x, gamma, grad); when `affine`, two extra rows hold dgamma and dbeta,
-/// so one pass over the data serves all three gradients.
-struct LayerNormBwd {
-    eps: f32,
-    affine: bool,
-}
-
-impl CustomOp3 for LayerNormBwd {
-    fn name(&self) -> &'static str {
-        "pets-layer-norm-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, g, gr) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let (d, extra) = (g.len(), if self.affine { 2 * g.len() } else { 0 });
-        let mut out = vec![0f32; x.len() + extra];
-        let (dx, tail) = out.split_at_mut(x.len());
-        let step = d * task_rows(d);
-        let partials: Vec<Vec<f32>> = (dx.par_chunks_mut(step).zip(x.par_chunks(step)))
-            .zip(gr.par_chunks(step))
-            .map(|((dx, x), gr)| {
-                let mut acc = vec![0f32; extra];
-                for ((dx, x), gr) in dx.chunks_mut(d).zip(x.chunks(d)).zip(gr.chunks(d)) {
-                    let rstd = center(dx, x, self.eps);
-                    dx.iter_mut().for_each(|v| *v *= rstd); // dx now holds x̂
-                    let a = lane_sum([gr, g], |[u, w]| u * w) / d as f32;
-                    let b = lane_sum([gr, g, &*dx], |[u, w, h]| u * w * h) / d as f32;
-                    if self.affine {
-                        let (ag, ab) = acc.split_at_mut(d);
-                        for (((ag, ab), &u), &h) in ag.iter_mut().zip(ab).zip(gr).zip(&*dx) {
-                            *ag += u * h;
-                            *ab += u;
-                        }
-                    }
-                    for ((v, &u), &w) in dx.iter_mut().zip(gr).zip(g) {
-                        *v = rstd * (u * w - a - *v * b);
-                    }
-                }
-                acc
-            })
-            .collect();
-        for p in partials {
-            tail.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
-        }
-        let shape = if self.affine {
-            Shape::from((x.len() / d + 2, d))
-        } else {
-            l1.shape().clone()
-        };
-        Ok((CpuStorage::F32(out), shape))
-    }
-}
-
-struct MaskedSoftmax;
-
-/// Storage offset of each last-dim row of a (possibly broadcast) layout.
-fn row_offsets(l: &Layout) -> Vec<usize> {
-    let (dims, strides) = (l.dims(), l.stride());
-    let lead = dims.len().saturating_sub(1);
-    let rows: usize = dims[..lead].iter().product();
-    (0..rows)
-        .map(|mut r| {
-            let mut off = l.start_offset();
-            for i in (0..lead).rev() {
-                off += (r % dims[i]) * strides[i];
-                r /= dims[i];
-            }
-            off
-        })
-        .collect()
-}
-
-impl CustomOp2 for MaskedSoftmax {
-    fn name(&self) -> &'static str {
-        "pets-masked-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, mask, offs) = (slice(s1, l1)?, s2.as_slice::<f32>()?, row_offsets(l2));
-        let k = l1.dims().last().copied().unwrap_or(1);
-        let rpt = task_rows(k);
-        let mut out = vec![0f32; x.len()];
-        (out.par_chunks_mut(k * rpt)
-            .zip(x.par_chunks(k * rpt))
-            .enumerate())
-        .for_each(|(t, (o, x))| {
-            for (r, (o, x)) in o.chunks_mut(k).zip(x.chunks(k)).enumerate() {
-                let m = &mask[offs[t * rpt + r]..][..k];
-                o.iter_mut()
-                    .zip(x)
-                    .zip(m)
-                    .for_each(|((o, &x), &m)| *o = x + m);
-                let max = o.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                if max == f32::NEG_INFINITY {
-                    o.fill(0.0); // every key masked with −inf: attend to nothing, not NaN
-                    continue;
-                }
-                o.iter_mut().for_each(|v| *v = (*v - max).exp());
-                let inv = 1.0 / lane_sum([&*o], |[v]| v);
-                o.iter_mut().for_each(|v| *v *= inv);
-            }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _scores: &Tensor,
-        _mask: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((
-            Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?),
-            None,
-        ))
-    }
-}
-
-/// Softmax input gradient y ⊙ (g − Σ g·y), fused so no (b, h, q, k) temporaries are allocated.
-struct SoftmaxBwd;
-
-impl CustomOp2 for SoftmaxBwd {
-    fn name(&self) -> &'static str {
-        "pets-softmax-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (y, g) = (slice(s1, l1)?, slice(s2, l2)?);
-        let k = l1.dims().last().copied().unwrap_or(1);
-        let step = k * task_rows(k);
-        let mut out = vec![0f32; y.len()];
-        (out.par_chunks_mut(step)
-            .zip(y.par_chunks(step))
-            .zip(g.par_chunks(step)))
-        .for_each(|((o, y), g)| {
-            for ((o, y), g) in o.chunks_mut(k).zip(y.chunks(k)).zip(g.chunks(k)) {
-                let dot = lane_sum([g, y], |[g, y]| g * y);
-                o.iter_mut()
-                    .zip(y)
-                    .zip(g)
-                    .for_each(|((o, &y), &g)| *o = y * (g - dot));
-            }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
 /// dx = grad · W for a frozen weight W (out, in); the only gradient a frozen linear needs.
 fn frozen_input_grad(x: &Tensor, weight: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
     let n = weight.dim(0)?;
     let dx = grad.reshape((grad.elem_count() / n, n))?.matmul(weight)?;
     Ok(Some(dx.reshape(x.shape())?))
-}
-
-/// CPU frozen linear on x: gemm straight from the weight's storage, bias added in place.
-struct FrozenLinear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl CustomOp1 for FrozenLinear {
-    fn name(&self) -> &'static str {
-        "pets-frozen-linear"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (ws, wl) = self.weight.storage_and_layout();
-        let Storage::Cpu(ws) = &*ws else {
-            bail!("frozen linear: weight is not on the CPU")
-        };
-        let (n, k) = wl.shape().dims2()?;
-        let (Some(_), rows) = (l.contiguous_offsets(), l.shape().elem_count() / k) else {
-            bail!("frozen linear: non-contiguous input {:?}", l.stride());
-        };
-        let xl = Layout::contiguous_with_offset((rows, k), l.start_offset());
-        let CpuStorage::F32(mut y) = s.matmul(ws, (1, rows, n, k), &xl, &wl.transpose(0, 1)?)?
-        else {
-            bail!("frozen linear: matmul did not return f32");
-        };
-        if let Some(bias) = &self.bias {
-            let (bs, bl) = bias.storage_and_layout();
-            let Storage::Cpu(bs) = &*bs else {
-                bail!("frozen linear: bias is not on the CPU")
-            };
-            let b = slice(bs, bl)?;
-            y.par_chunks_mut(n * task_rows(n)).for_each(|c| {
-                c.chunks_mut(n)
-                    .for_each(|r| r.iter_mut().zip(b).for_each(|(o, &b)| *o += b))
-            });
-        }
-        let mut dims = l.dims().to_vec();
-        if let Some(d) = dims.last_mut() {
-            *d = n;
-        }
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        frozen_input_grad(x, &self.weight, grad)
-    }
 }
 
 /// Any-device frozen linear: (x, y) ↦ copy of y, whose backward is grad · W for x only.
@@ -507,5 +197,162 @@ impl CustomOp2 for AttachInputGrad {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         Ok((frozen_input_grad(x, &self.0, grad)?, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Ln,
+        Softmax,
+        Linear,
+    }
+    use DType::{F32, F64};
+    use Kind::{Linear, Ln, Softmax};
+
+    /// Argument flags: a var or a constant (frozen), optionally passed as a transposed view.
+    const C: u8 = 0;
+    const V: u8 = 1;
+    const VT: u8 = 3;
+
+    /// Name, dtype, op, and per argument its final shape and flags.
+    type Case = (&'static str, DType, Kind, &'static [(&'static [usize], u8)]);
+
+    #[rustfmt::skip]
+    const CASES: &[Case] = &[
+        ("ln all vars",          F32, Ln,      &[(&[8, 50, 64], V), (&[64], V), (&[64], V)]),
+        ("ln strided x",         F32, Ln,      &[(&[3, 7, 32], VT), (&[32], C), (&[32], C)]),
+        ("ln var gamma",         F32, Ln,      &[(&[5, 384], C), (&[384], V), (&[384], C)]),
+        ("softmax",              F32, Softmax, &[(&[4, 3, 50, 40], V)]),
+        ("softmax strided",      F32, Softmax, &[(&[3, 2, 7, 9], VT)]),
+        ("lin frozen w, b",      F32, Linear,  &[(&[8, 40, 64], V), (&[96, 64], C), (&[96], C)]),
+        ("lin strided x",        F32, Linear,  &[(&[2, 5, 48], VT), (&[16, 48], C)]),
+        ("lin frozen w, var b",  F32, Linear,  &[(&[2, 5, 48], V), (&[16, 48], C), (&[16], V)]),
+        ("lin var w",            F32, Linear,  &[(&[2, 5, 48], V), (&[16, 48], V), (&[16], V)]),
+        ("lin f64 (any device)", F64, Linear,  &[(&[2, 5, 48], VT), (&[16, 48], C), (&[16], C)]),
+    ];
+
+    fn apply(kind: Kind, a: &[Tensor], fused: bool) -> Result<Tensor> {
+        match (kind, fused) {
+            (Ln, true) => layer_norm(&a[0], &a[1], &a[2], 1e-12),
+            (Ln, false) => layer_norm_reference(&a[0], &a[1], &a[2], 1e-12),
+            (Softmax, _) => {
+                let (s, m) = ((&a[0] * 3.0)?, pad_mask(a[0].dim(0)?, a[0].dim(3)?)?);
+                if fused {
+                    masked_softmax(&s, &m)
+                } else {
+                    masked_softmax_reference(&s, &m)
+                }
+            }
+            (Linear, true) => linear(&a[0], &a[1], a.get(2)),
+            (Linear, false) => linear_reference(&a[0], &a[1], a.get(2)),
+        }
+    }
+
+    /// (b, 1, 1, k) additive mask: batch i pads its last i keys with −1e9.
+    fn pad_mask(b: usize, k: usize) -> Result<Tensor> {
+        let v: Vec<f32> = (0..b * k)
+            .map(|j| if j % k + j / k >= k { -1e9 } else { 0.0 })
+            .collect();
+        Tensor::from_vec(v, (b, 1, 1, k), &Device::Cpu)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        let d = (a - b)?.abs()?.flatten_all()?.max(0)?;
+        d.to_dtype(F32)?.to_scalar::<f32>()
+    }
+
+    fn make(shape: &[usize], flags: u8, dtype: DType) -> Result<(Tensor, Option<Var>)> {
+        let (mut dims, strided) = (shape.to_vec(), flags & 2 != 0);
+        let r = dims.len();
+        if strided {
+            dims.swap(r - 2, r - 1);
+        }
+        let t = Tensor::randn(0f32, 1f32, dims, &Device::Cpu)?.to_dtype(dtype)?;
+        let v = (flags & 1 != 0).then(|| Var::from_tensor(&t)).transpose()?;
+        let t = v.as_ref().map_or(t, |v| v.as_tensor().clone());
+        let t = if strided {
+            t.transpose(r - 2, r - 1)?
+        } else {
+            t
+        };
+        Ok((t, v))
+    }
+
+    #[test]
+    fn fused_ops_match_reference_forward_and_backward() -> Result<()> {
+        for &(name, dtype, kind, shapes) in CASES {
+            let made: Vec<_> = shapes
+                .iter()
+                .map(|&(s, f)| make(s, f, dtype))
+                .collect::<Result<_>>()?;
+            let args: Vec<Tensor> = made.iter().map(|(t, _)| t.clone()).collect();
+            let (fused, reference) = (apply(kind, &args, true)?, apply(kind, &args, false)?);
+            let diff = max_diff(&fused, &reference)?;
+            assert!(diff < 1e-5, "{name}: forward differs by {diff}");
+            // A weighted sum: the plain sum of a softmax or layer norm has (near) zero gradient.
+            let w = Tensor::randn(0f32, 1f32, fused.shape(), &Device::Cpu)?.to_dtype(dtype)?;
+            let fg = (&fused * &w)?.sum_all()?.backward()?;
+            let rg = (&reference * &w)?.sum_all()?.backward()?;
+            // Only the vars (and the loss weight w) may hold gradients: candle's plain ops would
+            // also leave full-size entries for a frozen weight's transpose or a broadcast bias.
+            let mut wanted: Vec<_> = made
+                .iter()
+                .filter_map(|(_, v)| v.as_ref())
+                .map(|v| v.id())
+                .collect();
+            wanted.push(w.id());
+            let wasted = fg.get_ids().filter(|id| !wanted.contains(id)).count();
+            assert_eq!(wasted, 0, "{name}: gradients built for frozen tensors");
+            for (i, (arg, var)) in made.iter().enumerate() {
+                let Some(v) = var else {
+                    assert!(fg.get(arg).is_none(), "{name}: frozen arg {i} got a grad");
+                    continue;
+                };
+                let (Some(f), Some(r)) = (fg.get(v), rg.get(v)) else {
+                    panic!("{name}: arg {i} is a var without a gradient");
+                };
+                let diff = max_diff(f, r)?;
+                assert!(diff < 1e-4, "{name}: grad of arg {i} differs by {diff}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn masked_softmax_padding_rows_stay_finite() -> Result<()> {
+        let (neg, k) = (-1e9f32, 5);
+        // batch 0: only key 2 is real; batch 1: every key padded; batch 2: every key −inf.
+        let mut m = vec![neg; 3 * k];
+        m[2] = 0.0;
+        m[2 * k..].fill(f32::NEG_INFINITY);
+        let mask = Tensor::from_vec(m, (3, 1, 1, k), &Device::Cpu)?;
+        let scores = Var::from_tensor(&Tensor::randn(0f32, 4f32, (3, 2, 3, k), &Device::Cpu)?)?;
+        let y = masked_softmax(&scores, &mask)?;
+        let reference = masked_softmax_reference(&scores.narrow(0, 0, 2)?, &mask.narrow(0, 0, 2)?)?;
+        assert!(max_diff(&y.narrow(0, 0, 2)?, &reference)? < 1e-6);
+        let rows = y.reshape((3, 6, k))?.to_vec3::<f32>()?;
+        for (b, row) in rows.iter().flatten().enumerate() {
+            let want: &[f32] = match b / 6 {
+                0 => &[0.0, 0.0, 1.0, 0.0, 0.0],
+                1 => &[0.2; 5],
+                _ => &[0.0; 5],
+            };
+            assert_eq!(row.as_slice(), want, "row {b}");
+        }
+        let w = Tensor::randn(0f32, 1f32, y.shape(), &Device::Cpu)?;
+        let grads = (&y * &w)?.sum_all()?.backward()?;
+        let g = grads
+            .get(&scores)
+            .expect("scores grad")
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert!(g.iter().all(|v| v.is_finite()));
+        assert!(grads.get(&mask).is_none());
+        Ok(())
     }
 }

@@ -1,0 +1,364 @@
+//! CPU/F32 kernels behind `ops`: fused forward custom ops and their fused backward kernels.
+//!
+//! Kernels read contiguous f32 slices (callers make inputs contiguous), work row by row over
+//! the last dim and split rows across rayon tasks.
+
+use super::frozen_input_grad;
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor,
+};
+use rayon::prelude::*;
+
+/// Rows per rayon task: ~16k floats, so tiny rows (softmax over 48 keys) amortise scheduling.
+fn task_rows(width: usize) -> usize {
+    (16_384 / width.max(1)).max(1)
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => bail!("fused op: non-contiguous input {:?}", l.stride()),
+    }
+}
+
+/// Σ f over 16 independent lanes: LLVM may not reorder a serial f32 sum, so it never vectorises.
+#[inline]
+fn lane_sum<const K: usize>(xs: [&[f32]; K], f: impl Fn([f32; K]) -> f32) -> f32 {
+    const L: usize = 16;
+    let n = xs.iter().map(|s| s.len()).min().unwrap_or(0);
+    let blocks = xs.map(|s| s[..n].as_chunks::<L>().0);
+    let mut acc = [0f32; L];
+    for j in 0..n / L {
+        let b = blocks.map(|c| &c[j]);
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(b.map(|b| b[l]));
+        }
+    }
+    let tail = (n - n % L..n).map(|i| f(xs.map(|s| s[i])));
+    acc.iter().sum::<f32>() + tail.sum::<f32>()
+}
+
+/// expf for x ≤ 0 (Cephes polynomial, ~1 ulp) written branch-free so it vectorises; libm's
+/// scalar expf dominated the softmax. Underflows to exactly 0, so masked keys get exactly 0;
+/// NaN stays NaN.
+#[inline]
+fn exp_neg(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer in the low bits
+    const P: [f32; 6] = [
+        1.987_569_2e-4,
+        1.398_2e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ];
+    let xc = if x < -87.0 { -87.0 } else { x };
+    let t = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4; // x − n·ln 2 in two parts
+    let p = P.iter().fold(0.0, |p, &c| p * r + c);
+    let scale = f32::from_bits(((t.to_bits() as i32 - 0x4B40_0000 + 127) << 23) as u32); // 2ⁿ
+    let e = (1.0 + r + r * r * p) * scale;
+    if x < -87.0 {
+        0.0
+    } else {
+        e
+    }
+}
+
+/// Writes x − mean(x) into `out` and returns 1/√(var + eps) (two passes, as the reference).
+#[inline]
+fn center(out: &mut [f32], x: &[f32], eps: f32) -> f32 {
+    let n = x.len() as f32;
+    let mean = lane_sum([x], |[v]| v) / n;
+    out.iter_mut().zip(x).for_each(|(o, &v)| *o = v - mean);
+    let var = lane_sum([&*out], |[v]| v * v) / n;
+    1.0 / (var + eps).sqrt()
+}
+
+pub(super) struct LayerNorm {
+    pub(super) eps: f32,
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "pets-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, g, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let d = g.len();
+        let mut out = vec![0f32; x.len()];
+        let step = d * task_rows(d);
+        out.par_chunks_mut(step)
+            .zip(x.par_chunks(step))
+            .for_each(|(o, x)| {
+                for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
+                    let rstd = center(o, x, self.eps);
+                    for ((o, &g), &b) in o.iter_mut().zip(g).zip(b) {
+                        *o = *o * rstd * g + b;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let affine = gamma.track_op() || beta.track_op();
+        let op = LayerNormBwd {
+            eps: self.eps,
+            affine,
+        };
+        let out = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
+        let rows = x.elem_count() / gamma.elem_count();
+        let dx = out.narrow(0, 0, rows)?.reshape(x.shape())?;
+        let keep = |t: &Tensor, i| t.track_op().then(|| out.get(rows + i)).transpose();
+        Ok((x.track_op().then_some(dx), keep(gamma, 0)?, keep(beta, 1)?))
+    }
+}
+
+/// dx of layer norm on (x, gamma, grad) as (rows, d); when `affine`, two extra rows hold dgamma
+/// and dbeta, so one pass over the data serves all three gradients.
+struct LayerNormBwd {
+    eps: f32,
+    affine: bool,
+}
+
+impl CustomOp3 for LayerNormBwd {
+    fn name(&self) -> &'static str {
+        "pets-layer-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, g, gr) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (d, extra) = (g.len(), if self.affine { 2 * g.len() } else { 0 });
+        let mut out = vec![0f32; x.len() + extra];
+        let (dx, tail) = out.split_at_mut(x.len());
+        let step = d * task_rows(d);
+        let partials: Vec<Vec<f32>> = (dx.par_chunks_mut(step).zip(x.par_chunks(step)))
+            .zip(gr.par_chunks(step))
+            .map(|((dx, x), gr)| {
+                let mut acc = vec![0f32; extra];
+                for ((dx, x), gr) in dx.chunks_mut(d).zip(x.chunks(d)).zip(gr.chunks(d)) {
+                    let rstd = center(dx, x, self.eps);
+                    dx.iter_mut().for_each(|v| *v *= rstd); // dx now holds x̂
+                    let a = lane_sum([gr, g], |[u, w]| u * w) / d as f32;
+                    let b = lane_sum([gr, g, &*dx], |[u, w, h]| u * w * h) / d as f32;
+                    if self.affine {
+                        let (ag, ab) = acc.split_at_mut(d);
+                        for (((ag, ab), &u), &h) in ag.iter_mut().zip(ab).zip(gr).zip(&*dx) {
+                            *ag += u * h;
+                            *ab += u;
+                        }
+                    }
+                    for ((v, &u), &w) in dx.iter_mut().zip(gr).zip(g) {
+                        *v = rstd * (u * w - a - *v * b);
+                    }
+                }
+                acc
+            })
+            .collect();
+        for p in partials {
+            tail.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
+        }
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((x.len() / d + extra / d, d)),
+        ))
+    }
+}
+
+pub(super) struct MaskedSoftmax;
+
+/// Storage offset of each last-dim row of a (possibly broadcast) layout.
+fn row_offsets(l: &Layout) -> Vec<usize> {
+    let (dims, strides) = (l.dims(), l.stride());
+    let lead = dims.len().saturating_sub(1);
+    let rows: usize = dims[..lead].iter().product();
+    (0..rows)
+        .map(|mut r| {
+            let mut off = l.start_offset();
+            for i in (0..lead).rev() {
+                off += (r % dims[i]) * strides[i];
+                r /= dims[i];
+            }
+            off
+        })
+        .collect()
+}
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "pets-masked-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, mask, offs) = (slice(s1, l1)?, s2.as_slice::<f32>()?, row_offsets(l2));
+        let k = l1.dims().last().copied().unwrap_or(1);
+        let rpt = task_rows(k);
+        let mut out = vec![0f32; x.len()];
+        (out.par_chunks_mut(k * rpt)
+            .zip(x.par_chunks(k * rpt))
+            .enumerate())
+        .for_each(|(t, (o, x))| {
+            for (r, (o, x)) in o.chunks_mut(k).zip(x.chunks(k)).enumerate() {
+                let m = &mask[offs[t * rpt + r]..][..k];
+                o.iter_mut()
+                    .zip(x)
+                    .zip(m)
+                    .for_each(|((o, &x), &m)| *o = x + m);
+                let max = o.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                if max == f32::NEG_INFINITY && o.iter().all(|&v| v == max) {
+                    o.fill(0.0); // every key masked with −inf: attend to nothing, not NaN
+                    continue;
+                }
+                o.iter_mut().for_each(|v| *v = exp_neg(*v - max));
+                let inv = 1.0 / lane_sum([&*o], |[v]| v);
+                o.iter_mut().for_each(|v| *v *= inv);
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((
+            Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?),
+            None,
+        ))
+    }
+}
+
+/// Softmax input gradient y ⊙ (g − Σ g·y), fused so no (b, h, q, k) temporaries are allocated.
+struct SoftmaxBwd;
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "pets-softmax-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (y, g) = (slice(s1, l1)?, slice(s2, l2)?);
+        let k = l1.dims().last().copied().unwrap_or(1);
+        let step = k * task_rows(k);
+        let mut out = vec![0f32; y.len()];
+        (out.par_chunks_mut(step)
+            .zip(y.par_chunks(step))
+            .zip(g.par_chunks(step)))
+        .for_each(|((o, y), g)| {
+            for ((o, y), g) in o.chunks_mut(k).zip(y.chunks(k)).zip(g.chunks(k)) {
+                let dot = lane_sum([g, y], |[g, y]| g * y);
+                o.iter_mut()
+                    .zip(y)
+                    .zip(g)
+                    .for_each(|((o, &y), &g)| *o = y * (g - dot));
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// CPU frozen linear on x: gemm straight from the weight's storage, bias added in place.
+pub(super) struct FrozenLinear {
+    pub(super) weight: Tensor,
+    pub(super) bias: Option<Tensor>,
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "pets-frozen-linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (ws, wl) = self.weight.storage_and_layout();
+        let Storage::Cpu(ws) = &*ws else {
+            bail!("frozen linear: weight is not on the CPU")
+        };
+        let (n, k) = wl.shape().dims2()?;
+        if !l.is_contiguous() {
+            bail!("frozen linear: non-contiguous input {:?}", l.stride());
+        }
+        let rows = l.shape().elem_count() / k;
+        let xl = Layout::contiguous_with_offset((rows, k), l.start_offset());
+        let CpuStorage::F32(mut y) = s.matmul(ws, (1, rows, n, k), &xl, &wl.transpose(0, 1)?)?
+        else {
+            bail!("frozen linear: matmul did not return f32");
+        };
+        if let Some(bias) = &self.bias {
+            let (bs, bl) = bias.storage_and_layout();
+            let Storage::Cpu(bs) = &*bs else {
+                bail!("frozen linear: bias is not on the CPU")
+            };
+            let b = slice(bs, bl)?;
+            y.par_chunks_mut(n * task_rows(n)).for_each(|c| {
+                c.chunks_mut(n)
+                    .for_each(|r| r.iter_mut().zip(b).for_each(|(o, &b)| *o += b))
+            });
+        }
+        let mut dims = l.dims().to_vec();
+        if let Some(d) = dims.last_mut() {
+            *d = n;
+        }
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        frozen_input_grad(x, &self.weight, grad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exp_neg_matches_libm() {
+        for i in 0..=200_000 {
+            let x = -90.0 * i as f32 / 200_000.0;
+            let (got, want) = (super::exp_neg(x), x.exp());
+            let tol = if x < -87.0 { 2e-38 } else { 3e-7 * want };
+            assert!((got - want).abs() <= tol, "exp({x}) = {got}, want {want}");
+        }
+        assert_eq!(super::exp_neg(-1e9), 0.0);
+        assert!(super::exp_neg(f32::NAN).is_nan());
+    }
+}
