@@ -79,7 +79,12 @@ pub fn load_presets(dir: &Path, only: &[String]) -> crate::Result<Vec<Design>> {
                     .is_some_and(|s| only.iter().any(|o| o.as_str() == s))
         })
         .collect();
-    paths.sort();
+    // Named presets run in the order given (the ones that matter first); otherwise by name.
+    paths.sort_by_key(|p| {
+        let stem = p.file_stem().map(|s| s.to_string_lossy().to_string());
+        let rank = only.iter().position(|o| Some(o) == stem.as_ref());
+        (rank, p.clone())
+    });
     paths
         .iter()
         .map(|p| Design::from_file(p).map_err(Into::into))
