@@ -26,3 +26,8 @@ pub struct Evaluated {
     /// Training steps the accuracy was measured at (the fidelity).
     pub fidelity: usize,
 }
+
+pub mod report;
+pub mod sampler;
+pub mod space;
+pub mod store;
