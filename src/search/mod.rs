@@ -1,5 +1,6 @@
 //! Multi-objective design search: spaces, samplers, Pareto utilities, the study store, reports.
 
+pub mod fidelity;
 pub mod pareto;
 
 use serde::{Deserialize, Serialize};
