@@ -1,0 +1,324 @@
+//! Runs a study: baselines fitted to the budget, then successive-halving rungs of sampled designs,
+//! each trial committed to the store as it ends, reports refreshed after every trial.
+
+use super::fidelity::{promotion_order, schedule, Rung};
+use super::pareto::Point;
+use super::report::{front_table, write_reports, ReportContext};
+use super::sampler::{sampler_by_name, ProposalContext};
+use super::space::{canonical, Budget, SearchSpace};
+use super::store::{NewTrial, Store, TrialKind, TrialResult, TrialRow};
+use super::{Evaluated, TrialState};
+use crate::backbone::config::BackboneShape;
+use crate::params::design_cost;
+use crate::run::{train_design, PreparedTask, RunSettings};
+use crate::spec::{Design, Form};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Everything that defines a study besides the training protocol in `RunSettings`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SearchSettings {
+    pub study: String,
+    pub space: PathBuf,
+    pub budget: String,
+    pub sampler: String,
+    pub seed: u64,
+    /// Candidates trained at the cheapest rung.
+    pub initial: usize,
+    /// Designs the sampler proposes between looks at the results (NSGA-II's population).
+    pub population: usize,
+    pub eta: usize,
+    pub rungs: usize,
+    /// Named presets evaluated in the same study, fitted to the budget.
+    pub baselines: Vec<String>,
+    pub presets_dir: PathBuf,
+    pub store: PathBuf,
+    pub reports: PathBuf,
+    /// Trials trained at once; threads are split between them.
+    pub jobs: usize,
+    pub command: String,
+}
+
+/// One unit of work: a design at a rung.
+struct Job {
+    kind: TrialKind,
+    label: Option<String>,
+    design: Design,
+    rung: usize,
+    steps: usize,
+    parent: Option<i64>,
+}
+
+pub struct Outcome {
+    pub trials: Vec<TrialRow>,
+    pub report_files: Vec<PathBuf>,
+    pub front: String,
+}
+
+pub fn run_search(
+    settings: &SearchSettings,
+    run: &RunSettings,
+    cache: &crate::assets::Cache,
+) -> crate::Result<Outcome> {
+    let space = SearchSpace::from_file(&settings.space)?;
+    let task = PreparedTask::prepare(run, cache)?;
+    let shape = crate::backbone::config::BertConfig::from_file(&task.model_dir.join("config.json"))?.shape();
+    let budget: Budget = settings.budget.parse()?;
+    let limit = budget.limit(shape.backbone_params());
+    let steps_per_epoch = task.train.len().div_ceil(run.train.batch_size);
+    let full_steps = run.train.epochs * steps_per_epoch;
+    let rungs = schedule(full_steps, settings.initial, settings.eta, settings.rungs);
+
+    let store = Store::open(&settings.store)?;
+    let protocol = serde_json::json!({
+        "search": settings_fingerprint(settings),
+        "model": run.model, "task": format!("{:?}", run.task), "max_len": run.max_len,
+        "epochs": run.train.epochs, "batch_size": run.train.batch_size, "lr": run.lr_override,
+        "weight_decay": run.train.weight_decay, "seed": run.train.seed, "dropout": run.dropout,
+    });
+    let study = store.open_study(&settings.study, &protocol)?;
+    let redo = store.reclaim_running(study)?;
+    let ctx = ReportContext {
+        study: settings.study.clone(),
+        model: run.model.clone(),
+        task: task.dataset.name.clone(),
+        budget_params: limit,
+        backbone_params: shape.backbone_params(),
+        command: settings.command.clone(),
+        sampler: settings.sampler.clone(),
+    };
+    let runner = Runner { store: Mutex::new(store), study, task: &task, run, settings, ctx: &ctx };
+    let total = settings.baselines.len() + rungs.iter().map(|r| r.candidates).sum::<usize>();
+    let bar = progress_bar(total as u64);
+    bar.set_position(runner.rows()?.iter().filter(|t| t.state != TrialState::Running).count() as u64);
+
+    // Trials a dead process left running go first, with their own design and rung.
+    let redo_jobs: Vec<Job> = redo
+        .into_iter()
+        .map(|t| Job { kind: t.kind, label: t.label, design: t.design, rung: t.rung, steps: t.fidelity, parent: t.parent })
+        .collect();
+    runner.run_jobs(redo_jobs, &bar)?;
+
+    let mut baseline_jobs = Vec::new();
+    for name in &settings.baselines {
+        let done = runner.rows()?.iter().any(|t| t.label.as_deref() == Some(name.as_str()));
+        if done {
+            continue;
+        }
+        let preset = crate::spec::Design::from_file(&settings.presets_dir.join(format!("{name}.ron")))?;
+        match fit_to_budget(&preset, &shape, limit) {
+            Some(design) => baseline_jobs.push(Job {
+                kind: TrialKind::Baseline,
+                label: Some(name.clone()),
+                design,
+                rung: rungs.len() - 1,
+                steps: full_steps,
+                parent: None,
+            }),
+            None => eprintln!("baseline {name}: no width fits the budget of {limit} parameters; skipped"),
+        }
+    }
+    runner.run_jobs(baseline_jobs, &bar)?;
+
+    let mut sampler = sampler_by_name(&settings.sampler, settings.seed, settings.population)?;
+    for (r, rung) in rungs.iter().enumerate() {
+        loop {
+            let rows = runner.rows()?;
+            let at_rung: Vec<&TrialRow> = rows.iter().filter(|t| t.kind == TrialKind::Search && t.rung == r).collect();
+            if at_rung.len() >= rung.candidates {
+                break;
+            }
+            let wanted = (rung.candidates - at_rung.len()).min(settings.population.max(1));
+            let jobs = if r == 0 {
+                let history = evaluated(&rows);
+                let seen: HashSet<String> = rows.iter().map(|t| t.canonical.clone()).collect();
+                let pctx = ProposalContext { space: &space, shape, budget_params: limit, seen: &seen };
+                let designs = sampler.propose(&pctx, &history, wanted)?;
+                if designs.is_empty() {
+                    eprintln!("the sampler found no new valid design within budget; rung 0 ends early");
+                    break;
+                }
+                designs.into_iter().map(|design| Job { kind: TrialKind::Search, label: None, design, rung: 0, steps: rung.steps, parent: None }).collect()
+            } else {
+                promotions(&rows, r, rung, wanted)
+            };
+            if jobs.is_empty() {
+                break;
+            }
+            runner.run_jobs(jobs, &bar)?;
+        }
+    }
+    bar.finish_and_clear();
+    let trials = runner.rows()?;
+    let report_files = write_reports(&settings.reports.join(&settings.study), &ctx, &trials)?;
+    Ok(Outcome { front: front_table(&trials, &ctx), trials, report_files })
+}
+
+/// The best not-yet-promoted trials of rung `r - 1`, in promotion order.
+fn promotions(rows: &[TrialRow], r: usize, _rung: &Rung, wanted: usize) -> Vec<Job> {
+    let promoted: HashSet<i64> = rows.iter().filter(|t| t.rung == r).filter_map(|t| t.parent).collect();
+    let below: Vec<&TrialRow> = rows
+        .iter()
+        .filter(|t| t.kind == TrialKind::Search && t.rung == r - 1 && t.state == TrialState::Complete)
+        .collect();
+    let points: Vec<Point> = below.iter().map(|t| Point { accuracy: t.accuracy.unwrap_or(0.0), params: t.params as f64 }).collect();
+    promotion_order(&points)
+        .into_iter()
+        .map(|i| below[i])
+        .filter(|t| !promoted.contains(&t.id))
+        .take(wanted)
+        .map(|t| Job { kind: TrialKind::Search, label: None, design: t.design.clone(), rung: r, steps: _rung.steps, parent: Some(t.id) })
+        .collect()
+}
+
+fn evaluated(rows: &[TrialRow]) -> Vec<Evaluated> {
+    rows.iter()
+        .filter(|t| t.state == TrialState::Complete && t.kind == TrialKind::Search)
+        .filter_map(|t| {
+            Some(Evaluated { design: t.design.clone(), canonical: t.canonical.clone(), accuracy: t.accuracy?, params: t.params, fidelity: t.fidelity })
+        })
+        .collect()
+}
+
+/// The preset with its widths shrunk, largest first, until it fits `limit` (None if it never does).
+pub fn fit_to_budget(design: &Design, shape: &BackboneShape, limit: usize) -> Option<Design> {
+    let mut d = design.clone();
+    loop {
+        let cost = design_cost(&d, shape, 2).ok()?;
+        if cost.trainable <= limit {
+            return Some(d);
+        }
+        let (i, _) = d.modules.iter().enumerate().filter(|(_, m)| m.form.width() > 1).max_by_key(|(_, m)| m.form.width())?;
+        let step = match (&d.modules[i].form, d.modules[i].site) {
+            (Form::Bottleneck { .. }, crate::spec::Site::AttentionHeads) => shape.heads,
+            _ => 1,
+        };
+        let m = &mut d.modules[i];
+        m.form = match m.form.clone() {
+            Form::Bottleneck { r, activation } if r > step => Form::Bottleneck { r: r - step, activation },
+            Form::Lora { r, alpha } => Form::Lora { r: r - 1, alpha: alpha * (r - 1) as f32 / r as f32 },
+            Form::Prefix { l, reparam } => Form::Prefix { l: l - 1, reparam },
+            _ => return None,
+        };
+    }
+}
+
+fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
+    serde_json::json!({
+        "space": s.space, "budget": s.budget, "sampler": s.sampler, "seed": s.seed,
+        "initial": s.initial, "population": s.population, "eta": s.eta, "rungs": s.rungs,
+        "baselines": s.baselines,
+    })
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} trials  {elapsed_precise} elapsed, ETA {eta_precise}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+struct Runner<'a> {
+    store: Mutex<Store>,
+    study: super::store::StudyId,
+    task: &'a PreparedTask,
+    run: &'a RunSettings,
+    settings: &'a SearchSettings,
+    ctx: &'a ReportContext,
+}
+
+impl Runner<'_> {
+    fn rows(&self) -> crate::Result<Vec<TrialRow>> {
+        Ok(self.lock().trials(self.study)?)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Trains the jobs, `settings.jobs` at a time, each on its own share of the threads.
+    fn run_jobs(&self, jobs: Vec<Job>, bar: &ProgressBar) -> crate::Result<()> {
+        let parallel = self.settings.jobs.max(1).min(jobs.len().max(1));
+        let threads = (rayon::current_num_threads() / parallel).max(1);
+        let queue = Mutex::new(jobs.into_iter());
+        let first_error: Mutex<Option<crate::Error>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..parallel {
+                scope.spawn(|| {
+                    let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            *first_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::Error::Internal(e.to_string()));
+                            return;
+                        }
+                    };
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                        let Some(job) = next else { break };
+                        if let Err(e) = pool.install(|| self.run_one(job, bar)) {
+                            *first_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// One trial: begin (committed), train, then complete or fail (committed), then reports.
+    /// A training error fails the trial and the search goes on; a store error stops it.
+    fn run_one(&self, job: Job, bar: &ProgressBar) -> crate::Result<()> {
+        let new = NewTrial {
+            kind: job.kind,
+            label: job.label.clone(),
+            canonical: canonical(&job.design),
+            design: job.design.clone(),
+            fidelity: job.steps,
+            seed: self.run.train.seed,
+            rung: job.rung,
+            parent: job.parent,
+        };
+        let row = self.lock().begin_trial(self.study, &new)?;
+        let mut settings = self.run.clone();
+        settings.train.max_steps = Some(job.steps);
+        settings.train.epochs = job.steps.div_ceil(self.task.train.len().div_ceil(settings.train.batch_size));
+        settings.train.progress = false;
+        let started = std::time::Instant::now();
+        let name = job.label.clone().unwrap_or_else(|| job.design.name.clone());
+        match train_design(&job.design, self.task, &settings, None) {
+            Ok((metrics, _)) => {
+                let result = TrialResult {
+                    accuracy: metrics.accuracy,
+                    params: metrics.trainable_params,
+                    percent: metrics.trainable_percent,
+                    seconds: started.elapsed().as_secs_f64(),
+                    metrics: serde_json::to_value(&metrics).unwrap_or_default(),
+                };
+                self.lock().complete_trial(row.id, &result)?;
+                bar.println(format!(
+                    "trial {:>3} rung {} {:>6} steps  acc {:.4}  params {:>9}  {}",
+                    row.number, job.rung, job.steps, metrics.accuracy, crate::report::group(metrics.trainable_params), name
+                ));
+            }
+            Err(e) => {
+                self.lock().fail_trial(row.id, &e.to_string())?;
+                bar.println(format!("trial {:>3} failed: {e}", row.number));
+            }
+        }
+        bar.inc(1);
+        let rows = self.rows()?;
+        if let Err(e) = write_reports(&self.settings.reports.join(&self.settings.study), self.ctx, &rows) {
+            // Reports are derived data: a full disk or read-only folder must not stop the search.
+            bar.println(format!("warning: reports not refreshed: {e}"));
+        }
+        Ok(())
+    }
+}
