@@ -204,6 +204,7 @@ pub struct TrialRow {
     pub parent: Option<usize>,
     pub started: f64,
     pub finished: Option<f64>,
+    /// The run's own training time when complete; wall time from start when failed or pruned.
     pub seconds: Option<f64>,
     pub error: Option<String>,
     pub metrics: Option<Value>,
@@ -473,6 +474,7 @@ impl Store {
         if n == 1 {
             return Ok(());
         }
+        let name = self.study_name(study)?; // UnknownStudy for an id from another file
         let owner: Option<String> = self
             .conn
             .query_row("SELECT owner FROM studies WHERE id = ?1", [study.0], |r| {
@@ -480,7 +482,7 @@ impl Store {
             })
             .map_err(self.err("reading a lease"))?;
         Err(StoreError::LeaseLost {
-            study: self.study_name(study)?,
+            study: name,
             owner: owner.unwrap_or_else(|| "nobody".into()),
         })
     }
@@ -507,9 +509,10 @@ impl Store {
 
     /// Starts a trial (state running, number = next in the study). Requires the study's lease.
     pub fn begin_trial(&self, study: StudyId, new: &NewTrial) -> Result<TrialRow, StoreError> {
+        let tx = self.immediate("starting a trial")?;
+        // Inside the transaction (same connection): nobody can take the lease before the insert.
         self.heartbeat(study)?;
         let name = self.study_name(study)?;
-        let tx = self.immediate("starting a trial")?;
         if let Some(parent) = new.parent {
             let exists: Option<i64> = tx
                 .query_row(
@@ -668,8 +671,8 @@ impl Store {
     /// Trials left running by a process that died: marks them failed ([`INTERRUPTED`]) and returns
     /// them so the caller reruns them first. Requires the lease, so it never touches live trials.
     pub fn reclaim_running(&self, study: StudyId) -> Result<Vec<TrialRow>, StoreError> {
-        self.heartbeat(study)?;
         let tx = self.immediate("reclaiming running trials")?;
+        self.heartbeat(study)?;
         let running = self.select(study, "AND state = 'running'")?;
         let sql = "UPDATE trials SET state = 'failed', finished = ?2, error = ?3 WHERE study_id = ?1 AND state = 'running'";
         tx.execute(sql, params![study.0, now(), INTERRUPTED])
@@ -781,4 +784,80 @@ fn read_row(r: &Row, study: &str) -> rusqlite::Result<Result<TrialRow, StoreErro
         error: r.get(17)?,
         metrics,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_names_nested_and_missing_keys() {
+        let mut out = Vec::new();
+        let stored = json!({ "a": 1, "b": { "c": [1, 2], "d": "x" }, "gone": true });
+        diff(
+            "",
+            &stored,
+            &json!({ "a": 1, "b": { "c": [1, 3], "d": "x" }, "new": 0 }),
+            &mut out,
+        );
+        let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["b.c", "gone", "new"]);
+        assert_eq!(out[1].1, "gone: stored true, now null");
+        out.clear();
+        diff("", &json!(1), &json!("1"), &mut out);
+        assert_eq!(out[0].0, "settings");
+    }
+
+    #[test]
+    fn states_round_trip_through_their_words() {
+        for s in [
+            TrialState::Running,
+            TrialState::Complete,
+            TrialState::Pruned,
+            TrialState::Failed,
+        ] {
+            assert_eq!(parse_state(state_str(s)), Some(s));
+        }
+        assert_eq!(parse_state("done"), None);
+    }
+
+    #[test]
+    fn in_memory_store_numbers_trials_from_zero() {
+        let store = Store::open(Path::new(":memory:")).expect("in-memory store");
+        let study = store.open_study("s", &json!({})).unwrap();
+        let design = Design::from_ron("Design(name: \"empty\")", "test").unwrap();
+        let new = NewTrial {
+            kind: TrialKind::Baseline,
+            label: Some("empty".into()),
+            design,
+            canonical: "h".into(),
+            fidelity: 10,
+            seed: 7,
+            rung: 0,
+            parent: None,
+        };
+        let numbers: Vec<usize> = (0..3)
+            .map(|_| store.begin_trial(study, &new).unwrap().number)
+            .collect();
+        assert_eq!(numbers, [0, 1, 2]);
+        let missing = store.complete_trial(
+            TrialId(99),
+            &TrialResult {
+                accuracy: 1.0,
+                params: 0,
+                percent: 0.0,
+                seconds: 0.0,
+                metrics: json!(null),
+            },
+        );
+        assert!(matches!(
+            missing,
+            Err(StoreError::UnknownTrial { id: 99, .. })
+        ));
+        assert_eq!(
+            store.trials(study).unwrap()[2].label.as_deref(),
+            Some("empty")
+        );
+    }
 }
