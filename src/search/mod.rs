@@ -28,6 +28,7 @@ pub struct Evaluated {
     pub fidelity: usize,
 }
 
+pub mod plot;
 pub mod report;
 pub mod sampler;
 pub mod space;
