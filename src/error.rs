@@ -18,6 +18,10 @@ pub enum Error {
     Train(#[from] crate::train::TrainError),
     #[error(transparent)]
     Compile(#[from] crate::compile::CompileError),
+    #[error(transparent)]
+    Store(#[from] crate::search::store::StoreError),
+    #[error(transparent)]
+    Report(#[from] crate::search::report::ReportError),
     #[error("internal inconsistency: {0}")]
     Internal(String),
     #[error("tensor computation failed: {0}")]

@@ -8,6 +8,7 @@ use pets::data::TaskSource;
 use pets::graph::DesignGraph;
 use pets::params::design_cost;
 use pets::run::{train_design, PreparedTask, RunSettings};
+use pets::search::study::{run_search, SearchSettings};
 use pets::spec::Design;
 use pets::train::TrainConfig;
 use std::path::PathBuf;
@@ -66,6 +67,28 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Search designs trading trainable parameters against accuracy under a budget (resumable).
+    Search {
+        #[command(flatten)]
+        search: SearchArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Re-render a study's reports from its store.
+    Report {
+        #[arg(long)]
+        study: String,
+        /// The study store (SQLite file).
+        #[arg(long, default_value = "studies/pets.sqlite")]
+        storage: PathBuf,
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// Budget the front is compared at (as in `search --budget`).
+        #[arg(long, default_value = "0.5%")]
+        budget: String,
+        #[arg(long, default_value = "minilm-l6")]
+        model: String,
+    },
     /// Train every preset under one protocol and write a Markdown table.
     Baselines {
         #[arg(long, default_value = "search_spaces/presets")]
@@ -81,6 +104,50 @@ enum Command {
         #[arg(long, default_value = "runs/baselines")]
         runs: PathBuf,
     },
+}
+
+#[derive(Args, Clone)]
+struct SearchArgs {
+    /// Search-space RON file.
+    #[arg(long, default_value = "search_spaces/mam.ron")]
+    space: PathBuf,
+    /// Trainable-parameter budget: a share of the backbone (0.5%) or a count (120k, 1.2M).
+    #[arg(long, default_value = "0.5%")]
+    budget: String,
+    /// Study name; rerunning the same command resumes it.
+    #[arg(long)]
+    study: Option<String>,
+    /// The study store (SQLite file).
+    #[arg(long, default_value = "studies/pets.sqlite")]
+    storage: PathBuf,
+    #[arg(long, default_value = "reports")]
+    reports: PathBuf,
+    /// nsga2 or random
+    #[arg(long, default_value = "nsga2")]
+    sampler: String,
+    /// Candidates trained at the cheapest fidelity.
+    #[arg(long, default_value_t = 12)]
+    initial: usize,
+    /// Designs proposed between looks at the results.
+    #[arg(long, default_value_t = 6)]
+    population: usize,
+    /// Successive-halving factor: each rung keeps 1/eta of the candidates at eta× the steps.
+    #[arg(long, default_value_t = 3)]
+    eta: usize,
+    /// Fidelity levels (the last is full training).
+    #[arg(long, default_value_t = 3)]
+    rungs: usize,
+    /// Presets evaluated in the same study, fitted to the budget.
+    #[arg(long, value_delimiter = ',', default_value = "lora,prefix,pfeiffer,scaled_parallel_adapter,mam")]
+    baselines: Vec<String>,
+    #[arg(long, default_value = "search_spaces/presets")]
+    presets: PathBuf,
+    /// Trials trained at once (threads are split between them).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 0)]
+    search_seed: u64,
 }
 
 #[derive(Args, Clone)]
@@ -229,9 +296,17 @@ fn run(cli: Cli) -> Result<()> {
             let designs = pets::report::load_presets(&presets, &only)?;
             let mut rows = Vec::new();
             for design in &designs {
-                eprintln!("training preset {}", design.name);
-                let (metrics, _) =
-                    train_design(design, &task, &settings, Some(&runs.join(&design.name)))?;
+                let dir = runs.join(&design.name);
+                let metrics = match pets::run::reusable_run(&dir, design, &task, &settings) {
+                    Some(done) => {
+                        eprintln!("preset {}: reusing {}", design.name, dir.display());
+                        done
+                    }
+                    None => {
+                        eprintln!("training preset {}", design.name);
+                        train_design(design, &task, &settings, Some(&dir))?.0
+                    }
+                };
                 rows.push(metrics);
                 let command = std::env::args().collect::<Vec<_>>().join(" ");
                 pets::report::write_baselines(&report, &command, &rows)?;

@@ -52,7 +52,7 @@ impl PreparedTask {
 }
 
 /// What `pets train` writes to `metrics.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunMetrics {
     pub design: String,
     pub model: String,
@@ -145,6 +145,24 @@ fn write_run(
     write("metrics.json", &json)?;
     model.store.save(&dir.join("adapter.safetensors"))?;
     Ok(())
+}
+
+/// A finished run folder's metrics when they were made under the same protocol (model, task,
+/// seed, learning rate, number of steps), so a long `pets baselines` can resume.
+pub fn reusable_run(dir: &Path, design: &Design, task: &PreparedTask, settings: &RunSettings) -> Option<RunMetrics> {
+    let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
+    let metrics: RunMetrics = serde_json::from_str(&text).ok()?;
+    let lr = settings.lr_override.or(design.learning_rate).unwrap_or(settings.train.lr);
+    let steps_per_epoch = task.train.len().div_ceil(settings.train.batch_size);
+    let steps = settings.train.epochs * steps_per_epoch;
+    let steps = settings.train.max_steps.map_or(steps, |m| m.min(steps));
+    let same = metrics.model == settings.model
+        && metrics.task == task.dataset.name
+        && metrics.seed == settings.train.seed
+        && metrics.learning_rate == lr
+        && metrics.steps == steps
+        && metrics.design == design.name;
+    same.then_some(metrics)
 }
 
 pub fn device_name(device: &Device) -> String {

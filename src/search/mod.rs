@@ -33,3 +33,4 @@ pub mod report;
 pub mod sampler;
 pub mod space;
 pub mod store;
+pub mod study;

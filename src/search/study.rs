@@ -6,7 +6,7 @@ use super::pareto::Point;
 use super::report::{front_table, write_reports, ReportContext};
 use super::sampler::{sampler_by_name, ProposalContext};
 use super::space::{canonical, Budget, SearchSpace};
-use super::store::{NewTrial, Store, TrialKind, TrialResult, TrialRow};
+use super::store::{NewTrial, Store, TrialKind, TrialResult, TrialRow, INTERRUPTED};
 use super::{Evaluated, TrialState};
 use crate::backbone::config::BackboneShape;
 use crate::params::design_cost;
@@ -48,7 +48,7 @@ struct Job {
     design: Design,
     rung: usize,
     steps: usize,
-    parent: Option<i64>,
+    parent: Option<usize>,
 }
 
 pub struct Outcome {
@@ -88,7 +88,14 @@ pub fn run_search(
         backbone_params: shape.backbone_params(),
         command: settings.command.clone(),
         sampler: settings.sampler.clone(),
+        notes: vec![format!(
+            "Protocol: {} train / {} dev, max length {}, batch {}, full fidelity {} epochs ({} steps); rungs {}.",
+            task.train.len(), task.dev.len(), run.max_len, run.train.batch_size, run.train.epochs, full_steps,
+            rungs.iter().map(|r| format!("{}×{} steps", r.candidates, r.steps)).collect::<Vec<_>>().join(" → ")
+        )],
     };
+    // The heartbeat keeps the study's lease while long trials train.
+    let _lease = store.keep_alive(study, std::time::Duration::from_secs(20))?;
     let runner = Runner { store: Mutex::new(store), study, task: &task, run, settings, ctx: &ctx };
     let total = settings.baselines.len() + rungs.iter().map(|r| r.candidates).sum::<usize>();
     let bar = progress_bar(total as u64);
@@ -126,7 +133,7 @@ pub fn run_search(
     for (r, rung) in rungs.iter().enumerate() {
         loop {
             let rows = runner.rows()?;
-            let at_rung: Vec<&TrialRow> = rows.iter().filter(|t| t.kind == TrialKind::Search && t.rung == r).collect();
+            let at_rung: Vec<&TrialRow> = rows.iter().filter(|t| t.kind == TrialKind::Search && t.rung == r && !interrupted(t)).collect();
             if at_rung.len() >= rung.candidates {
                 break;
             }
@@ -153,33 +160,36 @@ pub fn run_search(
     bar.finish_and_clear();
     let trials = runner.rows()?;
     let report_files = write_reports(&settings.reports.join(&settings.study), &ctx, &trials)?;
-    Ok(Outcome { front: front_table(&trials, &ctx), trials, report_files })
+    Ok(Outcome { front: front_table(&trials, ctx.budget_params, ctx.backbone_params), trials, report_files })
 }
 
 /// The best not-yet-promoted trials of rung `r - 1`, in promotion order.
 fn promotions(rows: &[TrialRow], r: usize, _rung: &Rung, wanted: usize) -> Vec<Job> {
-    let promoted: HashSet<i64> = rows.iter().filter(|t| t.rung == r).filter_map(|t| t.parent).collect();
+    let promoted: HashSet<usize> = rows.iter().filter(|t| t.rung == r && !interrupted(t)).filter_map(|t| t.parent).collect();
     let below: Vec<&TrialRow> = rows
         .iter()
         .filter(|t| t.kind == TrialKind::Search && t.rung == r - 1 && t.state == TrialState::Complete)
         .collect();
-    let points: Vec<Point> = below.iter().map(|t| Point { accuracy: t.accuracy.unwrap_or(0.0), params: t.params as f64 }).collect();
+    let points: Vec<Point> = below
+        .iter()
+        .map(|t| Point { accuracy: t.accuracy.unwrap_or(0.0), params: t.params.unwrap_or(0) as f64 })
+        .collect();
     promotion_order(&points)
         .into_iter()
         .map(|i| below[i])
-        .filter(|t| !promoted.contains(&t.id))
+        .filter(|t| !promoted.contains(&t.number))
         .take(wanted)
-        .map(|t| Job { kind: TrialKind::Search, label: None, design: t.design.clone(), rung: r, steps: _rung.steps, parent: Some(t.id) })
+        .map(|t| Job { kind: TrialKind::Search, label: None, design: t.design.clone(), rung: r, steps: _rung.steps, parent: Some(t.number) })
         .collect()
 }
 
 fn evaluated(rows: &[TrialRow]) -> Vec<Evaluated> {
-    rows.iter()
-        .filter(|t| t.state == TrialState::Complete && t.kind == TrialKind::Search)
-        .filter_map(|t| {
-            Some(Evaluated { design: t.design.clone(), canonical: t.canonical.clone(), accuracy: t.accuracy?, params: t.params, fidelity: t.fidelity })
-        })
-        .collect()
+    rows.iter().filter(|t| t.kind == TrialKind::Search).filter_map(TrialRow::evaluated).collect()
+}
+
+/// A trial a dead process left running; it is redone, so it counts for nothing.
+fn interrupted(t: &TrialRow) -> bool {
+    t.state == TrialState::Failed && t.error.as_deref() == Some(INTERRUPTED)
 }
 
 /// The preset with its widths shrunk, largest first, until it fits `limit` (None if it never does).
@@ -321,4 +331,31 @@ impl Runner<'_> {
         }
         Ok(())
     }
+}
+
+/// Re-renders a study's reports from its store (no lease needed: a running search is unaffected).
+pub fn rerender(
+    store_path: &std::path::Path,
+    study: &str,
+    reports: &std::path::Path,
+    budget: &str,
+    shape: &BackboneShape,
+) -> crate::Result<Vec<PathBuf>> {
+    let store = Store::open(store_path)?;
+    let id = store.study_id(study)?;
+    let trials = store.trials(id)?;
+    let settings = store.settings(id)?;
+    let budget: Budget = budget.parse()?;
+    let text = |key: &str| settings.pointer(key).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+    let ctx = ReportContext {
+        study: study.to_string(),
+        model: text("/model"),
+        task: text("/task"),
+        budget_params: budget.limit(shape.backbone_params()),
+        backbone_params: shape.backbone_params(),
+        command: format!("pets report --study {study}"),
+        sampler: text("/search/sampler"),
+        notes: vec!["Re-rendered from the study store.".into()],
+    };
+    Ok(write_reports(&reports.join(study), &ctx, &trials)?)
 }
