@@ -11,23 +11,32 @@ use rand::Rng;
 /// One slot's module group: an option of the slot and an index into each of its choice lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gene {
+    /// Index into the slot's `options`.
     pub option: usize,
-    /// Activation, α or reparam choice of the form.
+    /// Index of the activation, α or reparam choice of the form.
     pub form: usize,
+    /// Index into the option's `sites` (a site set).
     pub sites: usize,
+    /// Index into the option's `insertion`.
     pub insertion: usize,
-    /// Index into [`ModuleOption::compositions`].
+    /// Index into [`ModuleOption::compositions`] (value lists expanded).
     pub composition: usize,
+    /// The width itself (`r` or `l`), shared by every site of the set.
     pub width: usize,
+    /// Index into the option's `layers`.
     pub layers: usize,
+    /// Index into the option's `init`.
     pub init: usize,
 }
 
 /// A point of the space: one optional gene per slot and the space-level choices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Genome {
+    /// One entry per slot of the space; `None` leaves an optional slot empty.
     pub slots: Vec<Option<Gene>>,
+    /// Index into the space's `unfreeze`.
     pub unfreeze: usize,
+    /// Index into the space's `learning_rate` (0 when the list is empty).
     pub learning_rate: usize,
 }
 
@@ -62,7 +71,9 @@ impl FitOption {
 /// The space fitted to one backbone shape: what each slot may take there.
 #[derive(Debug, Clone)]
 pub struct Fitted<'a> {
+    /// The (validated) space.
     pub space: &'a SearchSpace,
+    /// The backbone the designs are for.
     pub shape: BackboneShape,
     /// `options[slot][option]`.
     pub options: Vec<Vec<FitOption>>,
@@ -111,9 +122,11 @@ fn effective(composition: Option<Composition>, form: &Form) -> Composition {
 }
 
 impl<'a> Fitted<'a> {
-    /// Fits a validated space to a shape; fails when a required slot (or, all slots being
+    /// Fits a space to a shape (validating it first); fails when a required slot (or, all slots being
     /// optional, every slot) has no option the backbone can host.
     pub fn new(space: &'a SearchSpace, shape: BackboneShape) -> Result<Fitted<'a>, SearchError> {
+        // The choice lists must be non-empty for sampling; a space built in code may skip parsing.
+        space.validate()?;
         let infeasible = |location: String| SearchError::Infeasible {
             space: space.name.clone(),
             location,

@@ -222,9 +222,11 @@ impl Fitted<'_> {
                 let gene = g.slots[s].as_ref()?;
                 Some((s, self.domain(s, gene)?.below(gene.width)?))
             });
-            if let Some((s, w)) = narrower.and_then(|(s, w)| Some((g.slots[s].as_mut()?, w))) {
-                s.width = w;
-                continue;
+            if let Some((s, w)) = narrower {
+                if let Some(gene) = g.slots[s].as_mut() {
+                    gene.width = w;
+                    continue;
+                }
             }
             let fewer = active.iter().find_map(|&(s, _)| {
                 let gene = g.slots[s].as_ref()?;
@@ -235,9 +237,11 @@ impl Fitted<'_> {
                     .min_by_key(|i| fit.layer_counts[*i])?;
                 (fit.layer_counts[least] < fit.layer_counts[gene.layers]).then_some((s, least))
             });
-            if let Some((gene, l)) = fewer.and_then(|(s, l)| Some((g.slots[s].as_mut()?, l))) {
-                gene.layers = l;
-                continue;
+            if let Some((s, l)) = fewer {
+                if let Some(gene) = g.slots[s].as_mut() {
+                    gene.layers = l;
+                    continue;
+                }
             }
             let cheapest = (0..self.unfreeze_cost.len()).min_by_key(|i| self.unfreeze_cost[*i]);
             if let Some(u) =

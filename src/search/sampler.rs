@@ -16,7 +16,9 @@ use std::collections::HashSet;
 
 /// What a sampler needs besides the history.
 pub struct ProposalContext<'a> {
+    /// The space designs are drawn from.
     pub space: &'a SearchSpace,
+    /// The backbone they must fit (`graph::validate` on it is the judge).
     pub shape: BackboneShape,
     /// The most trainable parameters (head excluded) a proposal may have.
     pub budget_params: usize,
@@ -61,15 +63,16 @@ pub fn sampler_by_name(
 /// Counts calls made at one history length; resets when the history grows.
 #[derive(Debug, Clone, Default)]
 struct Calls {
-    history_len: usize,
+    /// `None` before the first call.
+    history_len: Option<usize>,
     count: u64,
 }
 
 impl Calls {
     fn next(&mut self, history_len: usize) -> u64 {
-        if history_len != self.history_len {
+        if self.history_len != Some(history_len) {
             *self = Calls {
-                history_len,
+                history_len: Some(history_len),
                 count: 0,
             };
         } else {
@@ -202,7 +205,11 @@ impl Sampler for RandomSampler {
 #[derive(Debug, Clone)]
 pub struct Nsga2Sampler {
     seed: u64,
+    /// Parents kept by environmental selection (at least 2); also the number of distinct
+    /// evaluated designs of the space needed before NSGA-II stops proposing random designs.
     pub population: usize,
+    /// Probability a child is a crossover of two parents rather than a copy of one (0.9); every
+    /// child is then mutated once.
     pub crossover_prob: f64,
     calls: Calls,
 }
@@ -341,5 +348,77 @@ impl Sampler for Nsga2Sampler {
             fitted.sample_design(budget, rng)
         });
         finish_batch(out, n, ctx.space)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts(v: &[(f64, f64)]) -> Vec<Point> {
+        v.iter()
+            .map(|&(accuracy, params)| Point { accuracy, params })
+            .collect()
+    }
+
+    /// 0, 1, 2 form the front; 3 is beaten by 1, 4 by 0 and 3, 5 by everything.
+    fn history_points() -> Vec<Point> {
+        pts(&[
+            (0.90, 100.0),
+            (0.85, 50.0),
+            (0.70, 10.0),
+            (0.80, 60.0),
+            (0.75, 120.0),
+            (0.60, 200.0),
+        ])
+    }
+
+    #[test]
+    fn survivors_are_whole_fronts_then_the_least_crowded() {
+        let p = history_points();
+        let idx = |r: Vec<Ranked>| r.iter().map(|x| x.index).collect::<Vec<_>>();
+        assert_eq!(idx(survivors(&p, 3)), vec![0, 1, 2]);
+        let four = survivors(&p, 4);
+        assert_eq!(idx(four.clone()), vec![0, 1, 2, 3]);
+        assert_eq!(four[3].rank, 1);
+        assert_eq!(idx(survivors(&p, 10)).len(), 6);
+    }
+
+    #[test]
+    fn tournaments_prefer_the_front() {
+        let p = history_points();
+        let all = survivors(&p, p.len());
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut wins = [0usize; 6];
+        for _ in 0..3000 {
+            wins[tournament(&all, &mut rng)] += 1;
+        }
+        let front: usize = wins[..3].iter().sum();
+        // Uniform picking would give the front half the wins; two-way tournaments give 3/4.
+        assert!(front > 2000, "{wins:?}");
+        assert!(wins[5] < wins[0] && wins[5] < 200, "{wins:?}");
+    }
+
+    #[test]
+    fn samplers_by_name() {
+        assert_eq!(sampler_by_name("random", 1, 8).unwrap().name(), "random");
+        assert_eq!(sampler_by_name("NSGA-II", 1, 8).unwrap().name(), "nsga2");
+        let err = sampler_by_name("tpe", 1, 8).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            "unknown sampler \"tpe\": expected one of random, nsga2"
+        );
+    }
+
+    #[test]
+    fn call_numbers_restart_when_the_history_grows() {
+        let mut calls = Calls::default();
+        assert_eq!([calls.next(0), calls.next(0), calls.next(4)], [0, 1, 0]);
+        assert_eq!(calls.next(4), 1);
+        let first = call_rng(7, 2, 4, 0).random::<u64>();
+        assert_eq!(call_rng(7, 2, 4, 0).random::<u64>(), first);
+        assert_ne!(call_rng(7, 2, 4, 1).random::<u64>(), first);
+        assert_ne!(call_rng(7, 2, 5, 0).random::<u64>(), first);
+        assert_ne!(call_rng(8, 2, 4, 0).random::<u64>(), first);
     }
 }

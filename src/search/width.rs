@@ -148,7 +148,7 @@ mod tests {
         assert_eq!((d.min(), d.max()), (12, 384));
         for _ in 0..500 {
             let w = d.sample(&mut rng);
-            assert!(w % 12 == 0 && (12..=384).contains(&w), "{w}");
+            assert!(w.is_multiple_of(12) && (12..=384).contains(&w), "{w}");
         }
         assert_eq!(d.snap(50), 48);
         assert_eq!(d.snap(1000), 384);
