@@ -19,6 +19,8 @@ pub enum Error {
     #[error(transparent)]
     Compile(#[from] crate::compile::CompileError),
     #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
+    #[error(transparent)]
     Store(#[from] crate::search::store::StoreError),
     #[error(transparent)]
     Report(#[from] crate::search::report::ReportError),

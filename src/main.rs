@@ -138,7 +138,11 @@ struct SearchArgs {
     #[arg(long, default_value_t = 3)]
     rungs: usize,
     /// Presets evaluated in the same study, fitted to the budget.
-    #[arg(long, value_delimiter = ',', default_value = "lora,prefix,pfeiffer,scaled_parallel_adapter,mam")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lora,prefix,pfeiffer,scaled_parallel_adapter,mam"
+    )]
     baselines: Vec<String>,
     #[arg(long, default_value = "search_spaces/presets")]
     presets: PathBuf,
@@ -283,6 +287,63 @@ fn run(cli: Cli) -> Result<()> {
             let task = PreparedTask::prepare(&settings, &cache)?;
             let (metrics, _) = train_design(&design, &task, &settings, out.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&metrics)?);
+        }
+        Command::Search { search, run } => {
+            let space_stem = search
+                .space
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string());
+            let settings = SearchSettings {
+                study: search
+                    .study
+                    .clone()
+                    .or(space_stem)
+                    .unwrap_or_else(|| "study".into()),
+                space: search.space,
+                budget: search.budget,
+                sampler: search.sampler,
+                seed: search.search_seed,
+                initial: search.initial,
+                population: search.population,
+                eta: search.eta,
+                rungs: search.rungs,
+                baselines: search.baselines,
+                presets_dir: search.presets,
+                store: search.storage,
+                reports: search.reports,
+                jobs: search.jobs,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            let mut run = run.settings()?;
+            run.train.progress = false;
+            let started = std::time::Instant::now();
+            let outcome = run_search(&settings, &run, &cache)?;
+            println!("{}", outcome.front);
+            eprintln!(
+                "study {}: {} trials in {:.0} s; reports: {}",
+                settings.study,
+                outcome.trials.len(),
+                started.elapsed().as_secs_f64(),
+                outcome
+                    .report_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Command::Report {
+            study,
+            storage,
+            reports,
+            budget,
+            model,
+        } => {
+            let shape = model_config(&cache, &model)?.shape();
+            let files = pets::search::study::rerender(&storage, &study, &reports, &budget, &shape)?;
+            for f in files {
+                println!("{}", f.display());
+            }
         }
         Command::Baselines {
             presets,

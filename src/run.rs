@@ -149,10 +149,18 @@ fn write_run(
 
 /// A finished run folder's metrics when they were made under the same protocol (model, task,
 /// seed, learning rate, number of steps), so a long `pets baselines` can resume.
-pub fn reusable_run(dir: &Path, design: &Design, task: &PreparedTask, settings: &RunSettings) -> Option<RunMetrics> {
+pub fn reusable_run(
+    dir: &Path,
+    design: &Design,
+    task: &PreparedTask,
+    settings: &RunSettings,
+) -> Option<RunMetrics> {
     let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
     let metrics: RunMetrics = serde_json::from_str(&text).ok()?;
-    let lr = settings.lr_override.or(design.learning_rate).unwrap_or(settings.train.lr);
+    let lr = settings
+        .lr_override
+        .or(design.learning_rate)
+        .unwrap_or(settings.train.lr);
     let steps_per_epoch = task.train.len().div_ceil(settings.train.batch_size);
     let steps = settings.train.epochs * steps_per_epoch;
     let steps = settings.train.max_steps.map_or(steps, |m| m.min(steps));

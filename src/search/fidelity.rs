@@ -27,7 +27,10 @@ pub fn schedule(full_steps: usize, initial: usize, eta: usize, rungs: usize) -> 
     let mut candidates = initial.max(1);
     for r in 0..rungs {
         let divisor = eta.pow((rungs - 1 - r) as u32);
-        out.push(Rung { steps: (full_steps / divisor).max(1), candidates });
+        out.push(Rung {
+            steps: (full_steps / divisor).max(1),
+            candidates,
+        });
         candidates = candidates.div_ceil(eta);
     }
     out
@@ -63,8 +66,10 @@ mod tests {
             ((100, 5, 2, 1), vec![(100, 5)]),
         ];
         for ((full, initial, eta, rungs), expected) in cases {
-            let got: Vec<(usize, usize)> =
-                schedule(full, initial, eta, rungs).iter().map(|r| (r.steps, r.candidates)).collect();
+            let got: Vec<(usize, usize)> = schedule(full, initial, eta, rungs)
+                .iter()
+                .map(|r| (r.steps, r.candidates))
+                .collect();
             assert_eq!(got, expected);
         }
     }
@@ -73,7 +78,13 @@ mod tests {
     fn promotes_the_front_before_dominated_points() {
         let p = |accuracy, params| Point { accuracy, params };
         // Front: 0 (0.80, 100), 2 (0.70, 10), 3 (0.75, 50); dominated: 1 (0.60, 200), 4 (0.74, 60).
-        let points = [p(0.80, 100.0), p(0.60, 200.0), p(0.70, 10.0), p(0.75, 50.0), p(0.74, 60.0)];
+        let points = [
+            p(0.80, 100.0),
+            p(0.60, 200.0),
+            p(0.70, 10.0),
+            p(0.75, 50.0),
+            p(0.74, 60.0),
+        ];
         let order = promotion_order(&points);
         // Extremes of the front have infinite crowding: the more accurate first, then the cheapest.
         assert_eq!(order, vec![0, 2, 3, 4, 1]);

@@ -1,6 +1,11 @@
 //! Multi-objective design search: spaces, samplers, Pareto utilities, the study store, reports.
 
+pub mod budget;
+pub mod canonical;
+pub mod error;
 pub mod fidelity;
+pub mod genome;
+pub mod operators;
 pub mod pareto;
 
 use serde::{Deserialize, Serialize};
@@ -34,3 +39,10 @@ pub mod sampler;
 pub mod space;
 pub mod store;
 pub mod study;
+pub mod width;
+
+pub use budget::Budget;
+pub use canonical::canonical;
+pub use error::SearchError;
+pub use sampler::{sampler_by_name, ProposalContext, Sampler};
+pub use space::SearchSpace;

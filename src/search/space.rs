@@ -1,1 +1,421 @@
-//! (placeholder: search space)
+//! The search-space RON format: module slots, each a list of options with choices per design
+//! dimension, parsed with `file:line:col` errors and validated with errors naming slot/option/field.
+
+use super::error::SearchError;
+use crate::spec::{
+    parse_ron, Activation, BackbonePart, Composition, Form, Init, Insertion, Layers, Site,
+    SpecError,
+};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A search space: the designs it holds are one module group per slot (or none where the slot is
+/// optional), the choices of each dimension taken independently, plus one `unfreeze` choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSpace {
+    /// Names the space; sampled designs are named `<name>-<first 8 hex of their canonical hash>`.
+    /// Letters, digits, `_` and `-`.
+    pub name: String,
+    /// The module slots, in order. Slot names must be unique; a design holds at least one module.
+    pub slots: Vec<Slot>,
+    /// Choices of backbone parts trained alongside the modules; each choice is a set, `[]` trains
+    /// none. Default `[[]]`.
+    #[serde(default = "no_unfreeze")]
+    pub unfreeze: Vec<Vec<BackbonePart>>,
+    /// Choices of the learning rate written into each design; empty (the default) writes none, so
+    /// the trainer's default or `--lr` applies.
+    #[serde(default)]
+    pub learning_rate: Vec<f64>,
+}
+
+/// One place for a group of modules: at most one of its options is used per design.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slot {
+    /// Names the slot's modules: `<slot>` for a single site, `<slot>.<site>` for a site set.
+    /// Letters, digits and `_` (no `.`, which separates the site).
+    pub name: String,
+    /// Whether "no module here" is a choice, drawn as often as each option. Default `false`.
+    #[serde(default)]
+    pub optional: bool,
+    /// The alternatives for this slot; at least one.
+    pub options: Vec<ModuleOption>,
+}
+
+/// One alternative of a slot: a functional form and the choices of every other dimension. A design
+/// takes one value per list (one site set, one insertion, …); one width serves every site of the set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleOption {
+    /// The functional form and its own parameter choices.
+    pub form: FormChoice,
+    /// Site-set choices: each inner list is one choice, producing one module per site (`[[Query,
+    /// Value]]` is LoRA on W_q and W_v as a single choice). Sites within a set must differ.
+    pub sites: Vec<Vec<Site>>,
+    /// Insertion choices. Default `[Parallel]`; prefixes and LoRA allow only `Parallel`.
+    #[serde(default = "parallel_only")]
+    pub insertion: Vec<Insertion>,
+    /// Composition choices. Default `[Default]` (the form's own composition).
+    #[serde(default = "form_default")]
+    pub composition: Vec<CompositionChoice>,
+    /// The width (bottleneck/rank `r`, prefix length `l`); values the backbone cannot host (wider
+    /// than the hidden size, per-head widths not a multiple of the head count) are never proposed.
+    pub width: WidthChoice,
+    /// Layer-set choices. Default `[All]`.
+    #[serde(default = "all_layers")]
+    pub layers: Vec<LayerChoice>,
+    /// Initialisation choices. Default `[Default]`.
+    #[serde(default = "default_init")]
+    pub init: Vec<Init>,
+}
+
+/// The functional form with the choices of its own parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum FormChoice {
+    /// A bottleneck `f(z·W_down)·W_up`; `activations` lists the choices of `f`.
+    Bottleneck { activations: Vec<Activation> },
+    /// LoRA; `alpha` gives the choices of α (the update is scaled by α/r).
+    Lora { alpha: AlphaChoice },
+    /// A prefix; `reparam` lists the reparameterisation choices (`None`, or `Some(m)` for an MLP of
+    /// width `m`). Default `[None]`.
+    Prefix {
+        #[serde(default = "no_reparam")]
+        reparam: Vec<Option<usize>>,
+    },
+}
+
+/// LoRA's α choices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AlphaChoice {
+    /// α = ratio · r, so the scale α/r is the ratio whatever the rank (`Ratio([4.0])`: s = 4).
+    Ratio(Vec<f32>),
+    /// α fixed, so the scale α/r shrinks as the rank grows (the LoRA paper's convention).
+    Fixed(Vec<f32>),
+}
+
+/// One composition choice; lists inside expand into one choice per value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CompositionChoice {
+    /// The form's own: add for bottlenecks and LoRA, gated for prefixes (writes `None`).
+    Default,
+    /// `h + Δh`.
+    Add,
+    /// `h + s·Δh` for each listed fixed `s`.
+    Scaled(Vec<f32>),
+    /// `h + s·Δh` with `s` learned, for each listed starting value.
+    LearnedScale(Vec<f32>),
+    /// A learned per-token gate (for prefixes, the attention softmax).
+    Gated,
+}
+
+/// Width choices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WidthChoice {
+    /// Exactly these widths.
+    List(Vec<usize>),
+    /// Integers in `min..=max` drawn log-uniformly (each octave equally likely).
+    LogRange(usize, usize),
+}
+
+/// A layer-set choice, relative to the backbone's layer count `n` where it says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LayerChoice {
+    All,
+    /// The last ⌈n/2⌉ layers.
+    TopHalf,
+    /// The first ⌈n/2⌉ layers.
+    BottomHalf,
+    /// The last `k` layers (all of them when `k ≥ n`).
+    Top(usize),
+    /// The first `k` layers (all of them when `k ≥ n`).
+    Bottom(usize),
+    /// Inclusive `first..=last`; skipped on backbones without layer `last`.
+    Range(usize, usize),
+    /// These layers; skipped on backbones without one of them.
+    List(Vec<usize>),
+    /// All layers but these; skipped on backbones without one of them.
+    AllExcept(Vec<usize>),
+}
+
+fn no_unfreeze() -> Vec<Vec<BackbonePart>> {
+    vec![vec![]]
+}
+fn parallel_only() -> Vec<Insertion> {
+    vec![Insertion::Parallel]
+}
+fn form_default() -> Vec<CompositionChoice> {
+    vec![CompositionChoice::Default]
+}
+fn all_layers() -> Vec<LayerChoice> {
+    vec![LayerChoice::All]
+}
+fn default_init() -> Vec<Init> {
+    vec![Init::Default]
+}
+fn no_reparam() -> Vec<Option<usize>> {
+    vec![None]
+}
+
+impl LayerChoice {
+    /// The design's layer set on an encoder of `n` layers; `None` when the choice does not fit.
+    pub fn resolve(&self, n: usize) -> Option<Layers> {
+        let half = n.div_ceil(2);
+        let layers = match self {
+            LayerChoice::All => Layers::All,
+            LayerChoice::TopHalf => Layers::Range(n - half, n.checked_sub(1)?),
+            LayerChoice::BottomHalf => Layers::Range(0, half.checked_sub(1)?),
+            LayerChoice::Top(k) => Layers::Range(n - (*k).min(n), n.checked_sub(1)?),
+            LayerChoice::Bottom(k) => Layers::Range(0, (*k).min(n).checked_sub(1)?),
+            LayerChoice::Range(a, b) => Layers::Range(*a, *b),
+            LayerChoice::List(l) => Layers::List(l.clone()),
+            LayerChoice::AllExcept(l) => Layers::AllExcept(l.clone()),
+        };
+        match layers.resolve(n) {
+            Ok(picked) if !picked.is_empty() => Some(layers),
+            _ => None,
+        }
+    }
+}
+
+impl FormChoice {
+    /// How many values the form's own parameter takes (activations, α values, reparam widths).
+    pub fn variants(&self) -> usize {
+        match self {
+            FormChoice::Bottleneck { activations } => activations.len(),
+            FormChoice::Lora {
+                alpha: AlphaChoice::Ratio(v) | AlphaChoice::Fixed(v),
+            } => v.len(),
+            FormChoice::Prefix { reparam } => reparam.len(),
+        }
+    }
+
+    /// The concrete form for one variant index (taken modulo the count) and a width.
+    pub fn form(&self, variant: usize, width: usize) -> Form {
+        let pick = |len: usize| variant % len.max(1);
+        match self {
+            FormChoice::Bottleneck { activations } => Form::Bottleneck {
+                r: width,
+                activation: activations[pick(activations.len())],
+            },
+            FormChoice::Lora { alpha } => {
+                let alpha = match alpha {
+                    AlphaChoice::Ratio(v) => v[pick(v.len())] * width as f32,
+                    AlphaChoice::Fixed(v) => v[pick(v.len())],
+                };
+                Form::Lora { r: width, alpha }
+            }
+            FormChoice::Prefix { reparam } => Form::Prefix {
+                l: width,
+                reparam: reparam[pick(reparam.len())],
+            },
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FormChoice::Bottleneck { .. } => "bottleneck",
+            FormChoice::Lora { .. } => "lora",
+            FormChoice::Prefix { .. } => "prefix",
+        }
+    }
+}
+
+impl ModuleOption {
+    /// The composition choices with their value lists expanded (`None` is the form's default).
+    pub fn compositions(&self) -> Vec<Option<Composition>> {
+        let mut out = Vec::new();
+        for c in &self.composition {
+            match c {
+                CompositionChoice::Default => out.push(None),
+                CompositionChoice::Add => out.push(Some(Composition::Add)),
+                CompositionChoice::Gated => out.push(Some(Composition::Gated)),
+                CompositionChoice::Scaled(v) => {
+                    out.extend(v.iter().map(|s| Some(Composition::Scaled(*s))))
+                }
+                CompositionChoice::LearnedScale(v) => {
+                    out.extend(v.iter().map(|s| Some(Composition::LearnedScale(*s))))
+                }
+            }
+        }
+        out
+    }
+}
+
+impl SearchSpace {
+    /// Parses and validates a space from RON text; `origin` names the source in errors.
+    pub fn from_ron(text: &str, origin: &str) -> Result<SearchSpace, SearchError> {
+        let space: SearchSpace = parse_ron(text, origin)?;
+        space.validate()?;
+        Ok(space)
+    }
+
+    pub fn from_file(path: &Path) -> Result<SearchSpace, SearchError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        SearchSpace::from_ron(&text, &path.display().to_string())
+    }
+
+    /// The backbone-independent rules: non-empty choice lists, usable numbers, and no choice the
+    /// form cannot take (a sequential LoRA, a prefix off the attention heads, …). Width and layer
+    /// fit depend on the backbone and are handled by the samplers.
+    pub fn validate(&self) -> Result<(), SearchError> {
+        let err = |location: String, message: String| SearchError::Space {
+            space: self.name.clone(),
+            location,
+            message,
+        };
+        let top = |field: &str| format!("field `{field}`");
+        if !is_name(&self.name, true) {
+            let msg = format!("{:?} must be letters, digits, `_` or `-`", self.name);
+            return Err(err(top("name"), msg));
+        }
+        if self.slots.is_empty() {
+            return Err(err(top("slots"), "lists no slot".into()));
+        }
+        if self.unfreeze.is_empty() {
+            return Err(err(top("unfreeze"), "lists no choice (write [[]])".into()));
+        }
+        if let Some(lr) = self
+            .learning_rate
+            .iter()
+            .find(|v| !(v.is_finite() && **v > 0.0))
+        {
+            return Err(err(top("learning_rate"), format!("{lr} must be positive")));
+        }
+        for (s, slot) in self.slots.iter().enumerate() {
+            let at = format!("slot {}", slot.name);
+            if !is_name(&slot.name, false) {
+                let msg = format!("{:?} must be letters, digits or `_`", slot.name);
+                return Err(err(format!("slot {s}: field `name`"), msg));
+            }
+            if self.slots[..s].iter().any(|o| o.name == slot.name) {
+                return Err(err(at, "two slots have this name".into()));
+            }
+            if slot.options.is_empty() {
+                return Err(err(
+                    format!("{at}: field `options`"),
+                    "lists no option".into(),
+                ));
+            }
+            for (o, option) in slot.options.iter().enumerate() {
+                let at = format!("{at}, option {o} ({})", option.form.kind());
+                check_option(option)
+                    .map_err(|(field, message)| err(format!("{at}: field `{field}`"), message))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_name(name: &str, dash: bool) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || (dash && c == '-'))
+}
+
+/// One option's rules, as (field, message).
+fn check_option(o: &ModuleOption) -> Result<(), (&'static str, String)> {
+    let empty = |field: &'static str| Err((field, "lists no choice".to_string()));
+    let number = |field: &'static str, v: f32| {
+        if v.is_finite() && v != 0.0 {
+            Ok(())
+        } else {
+            Err((field, format!("{v} must be finite and non-zero")))
+        }
+    };
+    if o.form.variants() == 0 {
+        return empty("form");
+    }
+    match &o.form {
+        FormChoice::Lora {
+            alpha: AlphaChoice::Ratio(v) | AlphaChoice::Fixed(v),
+        } => v.iter().try_for_each(|a| number("form.alpha", *a))?,
+        FormChoice::Prefix { reparam } if reparam.contains(&Some(0)) => {
+            return Err(("form.reparam", "Some(0): an MLP needs a width ≥ 1".into()))
+        }
+        _ => {}
+    }
+    for (field, len) in [
+        ("sites", o.sites.len()),
+        ("insertion", o.insertion.len()),
+        ("composition", o.compositions().len()),
+        ("layers", o.layers.len()),
+        ("init", o.init.len()),
+    ] {
+        if len == 0 {
+            return empty(field);
+        }
+    }
+    for (i, set) in o.sites.iter().enumerate() {
+        if set.is_empty() {
+            return Err(("sites", format!("choice {i} is an empty site set")));
+        }
+        if set.iter().enumerate().any(|(j, s)| set[..j].contains(s)) {
+            return Err(("sites", format!("choice {i} names a site twice")));
+        }
+        for site in set {
+            match (&o.form, site) {
+                (FormChoice::Prefix { .. }, s) if *s != Site::AttentionHeads => {
+                    let m = format!("a prefix modifies AttentionHeads only, not {s:?}");
+                    return Err(("sites", m));
+                }
+                (FormChoice::Lora { .. }, Site::AttentionHeads) => {
+                    let m = "LoRA updates one matrix; AttentionHeads has none".into();
+                    return Err(("sites", m));
+                }
+                _ => {}
+            }
+        }
+    }
+    let parallel_only = matches!(o.form, FormChoice::Prefix { .. } | FormChoice::Lora { .. });
+    if parallel_only && o.insertion.contains(&Insertion::Sequential) {
+        let m = format!("a {} is parallel only; drop Sequential", o.form.kind());
+        return Err(("insertion", m));
+    }
+    for c in o.compositions().into_iter().flatten() {
+        if let Composition::Scaled(s) | Composition::LearnedScale(s) = c {
+            number("composition", s)?;
+        }
+        if matches!(o.form, FormChoice::Prefix { .. }) && c != Composition::Gated {
+            let m = format!("a prefix is gated by the attention softmax; {c:?} is not defined");
+            return Err(("composition", m));
+        }
+    }
+    match &o.width {
+        WidthChoice::List(v) if v.is_empty() => return empty("width"),
+        WidthChoice::List(v) if v.contains(&0) => {
+            return Err(("width", "widths must be at least 1".into()))
+        }
+        WidthChoice::LogRange(lo, hi) if *lo == 0 || lo > hi => {
+            let m = format!("LogRange({lo}, {hi}) needs 1 ≤ min ≤ max");
+            return Err(("width", m));
+        }
+        _ => {}
+    }
+    for layers in &o.layers {
+        let bad = match layers {
+            LayerChoice::Top(0) | LayerChoice::Bottom(0) => Some("selects no layer"),
+            LayerChoice::Range(a, b) if a > b => Some("Range(first, last) needs first ≤ last"),
+            LayerChoice::List(l) if l.is_empty() => Some("List([]) selects no layer"),
+            _ => None,
+        };
+        if let Some(m) = bad {
+            return Err(("layers", format!("{layers:?}: {m}")));
+        }
+    }
+    for init in &o.init {
+        if let Init::Normal(std) = init {
+            number("init", *std)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "space_tests.rs"]
+mod tests;

@@ -379,7 +379,8 @@ impl Store {
                 }
                 if let (Some(owner), Some(beat)) = (owner, heartbeat) {
                     let stale_after = self.stale_after.as_secs_f64();
-                    if owner != self.owner && time - beat < stale_after {
+                    let fresh = time - beat < stale_after && !owner_is_dead(&owner);
+                    if owner != self.owner && fresh {
                         return Err(StoreError::Busy {
                             study: name.into(),
                             owner,
@@ -784,6 +785,32 @@ fn read_row(r: &Row, study: &str) -> rusqlite::Result<Result<TrialRow, StoreErro
         error: r.get(17)?,
         metrics,
     }))
+}
+
+/// A lease holder on this host whose process is gone (killed, crashed) holds nothing: its lease
+/// is taken over at once instead of after `stale_after`. Owners on other hosts can't be checked.
+fn owner_is_dead(owner: &str) -> bool {
+    let mut words = owner.split_whitespace();
+    let (Some("pid"), Some(pid), Some("on"), Some(host)) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return false;
+    };
+    let this_host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
+    match (pid.parse::<u32>(), this_host) {
+        (Ok(pid), Ok(this)) if this == host => {
+            // A zombie (killed, not yet reaped) still has a /proc entry; it holds nothing either.
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Ok(stat) => stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+                Err(_) => true,
+            }
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

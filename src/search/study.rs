@@ -4,9 +4,8 @@
 use super::fidelity::{promotion_order, schedule, Rung};
 use super::pareto::Point;
 use super::report::{front_table, write_reports, ReportContext};
-use super::sampler::{sampler_by_name, ProposalContext};
-use super::space::{canonical, Budget, SearchSpace};
 use super::store::{NewTrial, Store, TrialKind, TrialResult, TrialRow, INTERRUPTED};
+use super::{canonical, sampler_by_name, Budget, ProposalContext, SearchSpace};
 use super::{Evaluated, TrialState};
 use crate::backbone::config::BackboneShape;
 use crate::params::design_cost;
@@ -64,7 +63,9 @@ pub fn run_search(
 ) -> crate::Result<Outcome> {
     let space = SearchSpace::from_file(&settings.space)?;
     let task = PreparedTask::prepare(run, cache)?;
-    let shape = crate::backbone::config::BertConfig::from_file(&task.model_dir.join("config.json"))?.shape();
+    let shape =
+        crate::backbone::config::BertConfig::from_file(&task.model_dir.join("config.json"))?
+            .shape();
     let budget: Budget = settings.budget.parse()?;
     let limit = budget.limit(shape.backbone_params());
     let steps_per_epoch = task.train.len().div_ceil(run.train.batch_size);
@@ -96,25 +97,49 @@ pub fn run_search(
     };
     // The heartbeat keeps the study's lease while long trials train.
     let _lease = store.keep_alive(study, std::time::Duration::from_secs(20))?;
-    let runner = Runner { store: Mutex::new(store), study, task: &task, run, settings, ctx: &ctx };
+    let runner = Runner {
+        store: Mutex::new(store),
+        study,
+        task: &task,
+        run,
+        settings,
+        ctx: &ctx,
+    };
     let total = settings.baselines.len() + rungs.iter().map(|r| r.candidates).sum::<usize>();
     let bar = progress_bar(total as u64);
-    bar.set_position(runner.rows()?.iter().filter(|t| t.state != TrialState::Running).count() as u64);
+    bar.set_position(
+        runner
+            .rows()?
+            .iter()
+            .filter(|t| t.state != TrialState::Running)
+            .count() as u64,
+    );
 
     // Trials a dead process left running go first, with their own design and rung.
     let redo_jobs: Vec<Job> = redo
         .into_iter()
-        .map(|t| Job { kind: t.kind, label: t.label, design: t.design, rung: t.rung, steps: t.fidelity, parent: t.parent })
+        .map(|t| Job {
+            kind: t.kind,
+            label: t.label,
+            design: t.design,
+            rung: t.rung,
+            steps: t.fidelity,
+            parent: t.parent,
+        })
         .collect();
     runner.run_jobs(redo_jobs, &bar)?;
 
     let mut baseline_jobs = Vec::new();
     for name in &settings.baselines {
-        let done = runner.rows()?.iter().any(|t| t.label.as_deref() == Some(name.as_str()));
+        let done = runner
+            .rows()?
+            .iter()
+            .any(|t| t.label.as_deref() == Some(name.as_str()));
         if done {
             continue;
         }
-        let preset = crate::spec::Design::from_file(&settings.presets_dir.join(format!("{name}.ron")))?;
+        let preset =
+            crate::spec::Design::from_file(&settings.presets_dir.join(format!("{name}.ron")))?;
         match fit_to_budget(&preset, &shape, limit) {
             Some(design) => baseline_jobs.push(Job {
                 kind: TrialKind::Baseline,
@@ -124,7 +149,9 @@ pub fn run_search(
                 steps: full_steps,
                 parent: None,
             }),
-            None => eprintln!("baseline {name}: no width fits the budget of {limit} parameters; skipped"),
+            None => eprintln!(
+                "baseline {name}: no width fits the budget of {limit} parameters; skipped"
+            ),
         }
     }
     runner.run_jobs(baseline_jobs, &bar)?;
@@ -133,7 +160,10 @@ pub fn run_search(
     for (r, rung) in rungs.iter().enumerate() {
         loop {
             let rows = runner.rows()?;
-            let at_rung: Vec<&TrialRow> = rows.iter().filter(|t| t.kind == TrialKind::Search && t.rung == r && !interrupted(t)).collect();
+            let at_rung: Vec<&TrialRow> = rows
+                .iter()
+                .filter(|t| t.kind == TrialKind::Search && t.rung == r && !interrupted(t))
+                .collect();
             if at_rung.len() >= rung.candidates {
                 break;
             }
@@ -141,13 +171,30 @@ pub fn run_search(
             let jobs = if r == 0 {
                 let history = evaluated(&rows);
                 let seen: HashSet<String> = rows.iter().map(|t| t.canonical.clone()).collect();
-                let pctx = ProposalContext { space: &space, shape, budget_params: limit, seen: &seen };
+                let pctx = ProposalContext {
+                    space: &space,
+                    shape,
+                    budget_params: limit,
+                    seen: &seen,
+                };
                 let designs = sampler.propose(&pctx, &history, wanted)?;
                 if designs.is_empty() {
-                    eprintln!("the sampler found no new valid design within budget; rung 0 ends early");
+                    eprintln!(
+                        "the sampler found no new valid design within budget; rung 0 ends early"
+                    );
                     break;
                 }
-                designs.into_iter().map(|design| Job { kind: TrialKind::Search, label: None, design, rung: 0, steps: rung.steps, parent: None }).collect()
+                designs
+                    .into_iter()
+                    .map(|design| Job {
+                        kind: TrialKind::Search,
+                        label: None,
+                        design,
+                        rung: 0,
+                        steps: rung.steps,
+                        parent: None,
+                    })
+                    .collect()
             } else {
                 promotions(&rows, r, rung, wanted)
             };
@@ -160,31 +207,54 @@ pub fn run_search(
     bar.finish_and_clear();
     let trials = runner.rows()?;
     let report_files = write_reports(&settings.reports.join(&settings.study), &ctx, &trials)?;
-    Ok(Outcome { front: front_table(&trials, ctx.budget_params, ctx.backbone_params), trials, report_files })
+    Ok(Outcome {
+        front: front_table(&trials, ctx.budget_params, ctx.backbone_params),
+        trials,
+        report_files,
+    })
 }
 
 /// The best not-yet-promoted trials of rung `r - 1`, in promotion order.
 fn promotions(rows: &[TrialRow], r: usize, _rung: &Rung, wanted: usize) -> Vec<Job> {
-    let promoted: HashSet<usize> = rows.iter().filter(|t| t.rung == r && !interrupted(t)).filter_map(|t| t.parent).collect();
+    let promoted: HashSet<usize> = rows
+        .iter()
+        .filter(|t| t.rung == r && !interrupted(t))
+        .filter_map(|t| t.parent)
+        .collect();
     let below: Vec<&TrialRow> = rows
         .iter()
-        .filter(|t| t.kind == TrialKind::Search && t.rung == r - 1 && t.state == TrialState::Complete)
+        .filter(|t| {
+            t.kind == TrialKind::Search && t.rung == r - 1 && t.state == TrialState::Complete
+        })
         .collect();
     let points: Vec<Point> = below
         .iter()
-        .map(|t| Point { accuracy: t.accuracy.unwrap_or(0.0), params: t.params.unwrap_or(0) as f64 })
+        .map(|t| Point {
+            accuracy: t.accuracy.unwrap_or(0.0),
+            params: t.params.unwrap_or(0) as f64,
+        })
         .collect();
     promotion_order(&points)
         .into_iter()
         .map(|i| below[i])
         .filter(|t| !promoted.contains(&t.number))
         .take(wanted)
-        .map(|t| Job { kind: TrialKind::Search, label: None, design: t.design.clone(), rung: r, steps: _rung.steps, parent: Some(t.number) })
+        .map(|t| Job {
+            kind: TrialKind::Search,
+            label: None,
+            design: t.design.clone(),
+            rung: r,
+            steps: _rung.steps,
+            parent: Some(t.number),
+        })
         .collect()
 }
 
 fn evaluated(rows: &[TrialRow]) -> Vec<Evaluated> {
-    rows.iter().filter(|t| t.kind == TrialKind::Search).filter_map(TrialRow::evaluated).collect()
+    rows.iter()
+        .filter(|t| t.kind == TrialKind::Search)
+        .filter_map(TrialRow::evaluated)
+        .collect()
 }
 
 /// A trial a dead process left running; it is redone, so it counts for nothing.
@@ -200,15 +270,26 @@ pub fn fit_to_budget(design: &Design, shape: &BackboneShape, limit: usize) -> Op
         if cost.trainable <= limit {
             return Some(d);
         }
-        let (i, _) = d.modules.iter().enumerate().filter(|(_, m)| m.form.width() > 1).max_by_key(|(_, m)| m.form.width())?;
+        let (i, _) = d
+            .modules
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.form.width() > 1)
+            .max_by_key(|(_, m)| m.form.width())?;
         let step = match (&d.modules[i].form, d.modules[i].site) {
             (Form::Bottleneck { .. }, crate::spec::Site::AttentionHeads) => shape.heads,
             _ => 1,
         };
         let m = &mut d.modules[i];
         m.form = match m.form.clone() {
-            Form::Bottleneck { r, activation } if r > step => Form::Bottleneck { r: r - step, activation },
-            Form::Lora { r, alpha } => Form::Lora { r: r - 1, alpha: alpha * (r - 1) as f32 / r as f32 },
+            Form::Bottleneck { r, activation } if r > step => Form::Bottleneck {
+                r: r - step,
+                activation,
+            },
+            Form::Lora { r, alpha } => Form::Lora {
+                r: r - 1,
+                alpha: alpha * (r - 1) as f32 / r as f32,
+            },
             Form::Prefix { l, reparam } => Form::Prefix { l: l - 1, reparam },
             _ => return None,
         };
@@ -226,8 +307,10 @@ fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} trials  {elapsed_precise} elapsed, ETA {eta_precise}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} trials  {elapsed_precise} elapsed, ETA {eta_precise}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
@@ -247,7 +330,9 @@ impl Runner<'_> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Trains the jobs, `settings.jobs` at a time, each on its own share of the threads.
@@ -262,7 +347,8 @@ impl Runner<'_> {
                     let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
                         Ok(p) => p,
                         Err(e) => {
-                            *first_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::Error::Internal(e.to_string()));
+                            *first_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(crate::Error::Internal(e.to_string()));
                             return;
                         }
                     };
@@ -299,7 +385,9 @@ impl Runner<'_> {
         let row = self.lock().begin_trial(self.study, &new)?;
         let mut settings = self.run.clone();
         settings.train.max_steps = Some(job.steps);
-        settings.train.epochs = job.steps.div_ceil(self.task.train.len().div_ceil(settings.train.batch_size));
+        settings.train.epochs = job
+            .steps
+            .div_ceil(self.task.train.len().div_ceil(settings.train.batch_size));
         settings.train.progress = false;
         let started = std::time::Instant::now();
         let name = job.label.clone().unwrap_or_else(|| job.design.name.clone());
@@ -315,7 +403,12 @@ impl Runner<'_> {
                 self.lock().complete_trial(row.id, &result)?;
                 bar.println(format!(
                     "trial {:>3} rung {} {:>6} steps  acc {:.4}  params {:>9}  {}",
-                    row.number, job.rung, job.steps, metrics.accuracy, crate::report::group(metrics.trainable_params), name
+                    row.number,
+                    job.rung,
+                    job.steps,
+                    metrics.accuracy,
+                    crate::report::group(metrics.trainable_params),
+                    name
                 ));
             }
             Err(e) => {
@@ -325,7 +418,11 @@ impl Runner<'_> {
         }
         bar.inc(1);
         let rows = self.rows()?;
-        if let Err(e) = write_reports(&self.settings.reports.join(&self.settings.study), self.ctx, &rows) {
+        if let Err(e) = write_reports(
+            &self.settings.reports.join(&self.settings.study),
+            self.ctx,
+            &rows,
+        ) {
             // Reports are derived data: a full disk or read-only folder must not stop the search.
             bar.println(format!("warning: reports not refreshed: {e}"));
         }
@@ -346,7 +443,12 @@ pub fn rerender(
     let trials = store.trials(id)?;
     let settings = store.settings(id)?;
     let budget: Budget = budget.parse()?;
-    let text = |key: &str| settings.pointer(key).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+    let text = |key: &str| {
+        settings
+            .pointer(key)
+            .map(|v| v.to_string().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
     let ctx = ReportContext {
         study: study.to_string(),
         model: text("/model"),

@@ -1,0 +1,38 @@
+//! The search module's error: reading a space, parsing a budget, fitting a space to a backbone and
+//! proposing designs.
+
+use crate::spec::SpecError;
+use thiserror::Error;
+
+/// Everything that can go wrong while reading a space, parsing a budget or proposing designs.
+#[derive(Debug, Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("search space {space}: {location}: {message}")]
+    Space {
+        space: String,
+        location: String,
+        message: String,
+    },
+    #[error("--budget {input}: expected a percentage like 0.5% or a count like 120k")]
+    Budget { input: String },
+    #[error("search space {space}: {location} fits no option on this backbone (layers {layers}, hidden {hidden}, heads {heads})")]
+    Infeasible {
+        space: String,
+        location: String,
+        layers: usize,
+        hidden: usize,
+        heads: usize,
+    },
+    #[error("search space {space}: no design fits the budget of {budget} trainable parameters on this backbone (the cheapest costs {cheapest})")]
+    OverBudget {
+        space: String,
+        budget: usize,
+        cheapest: usize,
+    },
+    #[error("search space {space}: found no new valid design in {attempts} attempts (the space may be exhausted)")]
+    Exhausted { space: String, attempts: usize },
+    #[error("unknown sampler {name:?}: expected one of {known}")]
+    UnknownSampler { name: String, known: &'static str },
+}
