@@ -165,8 +165,9 @@ struct RunArgs {
     label_column: Option<String>,
     #[arg(long, default_value = "minilm-l6")]
     model: String,
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
+    /// Training epochs (a search's full fidelity); default 3, and 2 for `search`.
+    #[arg(long)]
+    epochs: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Overrides the design's own learning rate.
@@ -193,7 +194,7 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn settings(&self) -> Result<RunSettings> {
+    fn settings(&self, default_epochs: usize) -> Result<RunSettings> {
         let task = match (&self.text_column, &self.label_column) {
             (None, None) => TaskSource::Builtin(self.task.clone()),
             (text, label) => TaskSource::File {
@@ -208,7 +209,7 @@ impl RunArgs {
             other => bail!("--device {other}: expected cpu or cuda"),
         };
         let train = TrainConfig {
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(default_epochs),
             batch_size: self.batch_size,
             weight_decay: self.weight_decay,
             seed: self.seed,
@@ -283,7 +284,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train { design, run, out } => {
             let design = Design::from_file(&design)?;
-            let settings = run.settings()?;
+            let settings = run.settings(3)?;
             let task = PreparedTask::prepare(&settings, &cache)?;
             let (metrics, _) = train_design(&design, &task, &settings, out.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&metrics)?);
@@ -314,7 +315,7 @@ fn run(cli: Cli) -> Result<()> {
                 jobs: search.jobs,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            let mut run = run.settings()?;
+            let mut run = run.settings(2)?;
             run.train.progress = false;
             let started = std::time::Instant::now();
             let outcome = run_search(&settings, &run, &cache)?;
@@ -352,7 +353,7 @@ fn run(cli: Cli) -> Result<()> {
             report,
             runs,
         } => {
-            let settings = run.settings()?;
+            let settings = run.settings(3)?;
             let task = PreparedTask::prepare(&settings, &cache)?;
             let designs = pets::report::load_presets(&presets, &only)?;
             let mut rows = Vec::new();

@@ -125,6 +125,13 @@ fn a_study_runs_its_rungs_and_baselines_and_writes_reports() {
             "missing {file}"
         );
     }
+    // Each trial keeps its run folder beside the store, ready for export.
+    for t in &trials {
+        let folder = pets::search::study::trial_folder(&dir.join("study.sqlite"), "tiny", t.number);
+        assert!(
+            folder.join("adapter.safetensors").exists() && folder.join("metrics.json").exists()
+        );
+    }
     // Rerunning the finished study trains nothing more.
     let again = search_command(&dir).output().unwrap();
     assert!(again.status.success(), "{}", finished(&again));

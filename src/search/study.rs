@@ -296,6 +296,13 @@ pub fn fit_to_budget(design: &Design, shape: &BackboneShape, limit: usize) -> Op
     }
 }
 
+/// Where a trial's run folder (design, metrics, trained tensors) lives: beside the store.
+pub fn trial_folder(store: &std::path::Path, study: &str, number: usize) -> PathBuf {
+    let base = store.parent().unwrap_or_else(|| std::path::Path::new("."));
+    base.join(format!("{study}-trials"))
+        .join(number.to_string())
+}
+
 fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
     serde_json::json!({
         "space": s.space, "budget": s.budget, "sampler": s.sampler, "seed": s.seed,
@@ -391,7 +398,9 @@ impl Runner<'_> {
         settings.train.progress = false;
         let started = std::time::Instant::now();
         let name = job.label.clone().unwrap_or_else(|| job.design.name.clone());
-        match train_design(&job.design, self.task, &settings, None) {
+        // Every trial keeps its trained tensors, so a design picked from the front exports as is.
+        let folder = trial_folder(&self.settings.store, &self.settings.study, row.number);
+        match train_design(&job.design, self.task, &settings, Some(&folder)) {
             Ok((metrics, _)) => {
                 let result = TrialResult {
                     accuracy: metrics.accuracy,
