@@ -18,6 +18,8 @@ pub enum Error {
     Train(#[from] crate::train::TrainError),
     #[error(transparent)]
     Compile(#[from] crate::compile::CompileError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error("internal inconsistency: {0}")]
     Internal(String),
     #[error("tensor computation failed: {0}")]

@@ -1,1 +1,407 @@
-//! (placeholder: export)
+//! Deployable adapters: a folder with the design, only its trained tensors (modules, head, and
+//! unfrozen backbone parts), the tokenizer and a manifest pinning the base model by SHA-256; or,
+//! for LoRA-only designs, a merged model folder or Hugging Face PEFT files.
+//!
+//! ```text
+//! adapter:  manifest.json design.ron adapter.safetensors tokenizer.json
+//! merged:   manifest.json design.ron head.safetensors tokenizer.json config.json model.safetensors
+//! peft:     manifest.json adapter_config.json adapter_model.safetensors head.safetensors tokenizer.json
+//! ```
+
+pub mod load;
+pub mod manifest;
+pub mod merge;
+pub mod peft;
+
+pub use load::{load_adapter, LoadedAdapter};
+pub use manifest::{BaseModel, Layout, Manifest, ParamCounts, FORMAT_VERSION};
+
+use crate::assets::Cache;
+use crate::backbone::encoder::Encoder;
+use crate::model::AdaptedModel;
+use crate::spec::Design;
+use candle_core::{Device, Tensor};
+use manifest::{copy_file, sha256_file, write_file, write_json, SELF_CONTAINED};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Json { path: String, message: String },
+    #[error("{path}: field `{field}`: {reason}")]
+    Field {
+        path: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("missing {path} ({what})")]
+    MissingFile { path: String, what: String },
+    #[error(
+        "{path}: format version {found} is newer than this pets reads ({supported}); upgrade pets"
+    )]
+    FormatVersion {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{path} is in PEFT format, for Python's peft; export with the default --format pets to predict with pets")]
+    PeftFolder { path: String },
+    #[error("{path}: not a valid safetensors file (corrupt or truncated?): {message}")]
+    Safetensors { path: String, message: String },
+    #[error("{path}: tensor {tensor} is missing")]
+    MissingTensor { path: String, tensor: String },
+    #[error("{path}: unexpected tensor {tensor} (the design has no such parameter)")]
+    ExtraTensor { path: String, tensor: String },
+    #[error("{path}: tensor {tensor} has shape {found:?}, the design expects {expected:?}")]
+    TensorShape {
+        path: String,
+        tensor: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("base model {id} is not available: {message}")]
+    BaseMissing { id: String, message: String },
+    #[error("{what}: {path} has SHA-256 {found}, but the adapter was trained on SHA-256 {expected}; refusing a different base model")]
+    HashMismatch {
+        what: String,
+        path: String,
+        expected: String,
+        found: String,
+    },
+    #[error("design {design} cannot be {purpose}: module {module}: {reason}")]
+    NotLoraOnly {
+        design: String,
+        module: String,
+        purpose: &'static str,
+        reason: String,
+    },
+    #[error("{out} exists and is not empty; pass --force to replace it")]
+    OutputExists { out: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path} line {line}: label {label:?} is not one of the adapter's labels ({known})")]
+    UnknownLabel {
+        path: String,
+        line: u64,
+        label: String,
+        known: String,
+    },
+}
+
+impl ExportError {
+    pub(crate) fn read(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+        move |source| ExportError::Read {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn write(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+        move |source| ExportError::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// What to export: a design, its trained tensors (every var of its `ParamStore`, by name), and
+/// the facts the manifest records. Built from a run folder or from a model in memory.
+#[derive(Debug, Clone)]
+pub struct AdapterSource {
+    pub design: Design,
+    pub tensors: HashMap<String, Tensor>,
+    /// Names the tensors' origin in errors (`runs/x/adapter.safetensors`).
+    pub origin: String,
+    /// The base model as given when training: a known name or a folder path.
+    pub base_model: String,
+    pub label_names: Vec<String>,
+    pub max_len: usize,
+    /// Kept verbatim in the manifest (a run's `metrics.json`).
+    pub metrics: serde_json::Value,
+}
+
+impl AdapterSource {
+    /// Reads a run folder written by `pets train --out`.
+    pub fn from_run(dir: &Path) -> crate::Result<AdapterSource> {
+        let design = Design::from_file(&dir.join("design.ron"))?;
+        let metrics_path = dir.join("metrics.json");
+        let metrics: serde_json::Value = manifest::read_json(&metrics_path)?;
+        let field = |field: &'static str, reason: &str| ExportError::Field {
+            path: metrics_path.display().to_string(),
+            field,
+            reason: reason.to_string(),
+        };
+        let base_model = metrics["model"]
+            .as_str()
+            .ok_or_else(|| field("model", "missing or not a string"))?
+            .to_string();
+        let old_run = "missing: runs from before export support do not record it; train again";
+        let label_names: Vec<String> = serde_json::from_value(metrics["label_names"].clone())
+            .map_err(|_| field("label_names", old_run))?;
+        let max_len = metrics["max_len"]
+            .as_u64()
+            .ok_or_else(|| field("max_len", old_run))? as usize;
+        let path = dir.join("adapter.safetensors");
+        let tensors = load::read_tensors(&path, &Device::Cpu)?;
+        Ok(AdapterSource {
+            design,
+            tensors,
+            origin: path.display().to_string(),
+            base_model,
+            label_names,
+            max_len,
+            metrics,
+        })
+    }
+
+    /// Takes a trained model's tensors (a study trial, a model trained in code).
+    pub fn from_model(
+        model: &AdaptedModel,
+        base_model: &str,
+        label_names: Vec<String>,
+        max_len: usize,
+        metrics: serde_json::Value,
+    ) -> AdapterSource {
+        let tensors = model
+            .store
+            .named()
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .collect();
+        AdapterSource {
+            design: model.design.clone(),
+            tensors,
+            origin: format!("the trained {} model", model.design.name),
+            base_model: base_model.to_string(),
+            label_names,
+            max_len,
+            metrics,
+        }
+    }
+}
+
+/// The folder layout `pets export` writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// pets' own folder: any design.
+    #[default]
+    Pets,
+    /// Hugging Face PEFT files: LoRA-only designs.
+    Peft,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportOptions {
+    pub format: ExportFormat,
+    /// Fold LoRA updates into the base weights and write a full model folder.
+    pub merge: bool,
+    /// Replace a non-empty output folder.
+    pub force: bool,
+}
+
+/// `pets export`: turns a run folder into a deployable folder.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// Run folder written by `pets train --out` (design.ron, metrics.json, adapter.safetensors).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// LoRA-only designs: merge the updates into the weights and write a full model folder.
+    #[arg(long)]
+    pub merge: bool,
+    /// pets (any design) or peft (LoRA-only designs, for Python's peft).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ExportFormat,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl ExportArgs {
+    pub fn options(&self) -> ExportOptions {
+        ExportOptions {
+            format: self.format,
+            merge: self.merge,
+            force: self.force,
+        }
+    }
+}
+
+/// Runs `pets export` for a run folder; prints where it wrote to stderr.
+pub fn run_export(args: &ExportArgs, cache: &Cache) -> crate::Result<Manifest> {
+    let run = args.run.as_ref().ok_or_else(|| {
+        ExportError::Usage("pets export needs --run DIR (a folder from `pets train --out`)".into())
+    })?;
+    let source = AdapterSource::from_run(run)?;
+    let manifest = export(&source, &args.out, &args.options(), cache)?;
+    eprintln!(
+        "exported {} ({:?}) to {}",
+        manifest.design,
+        manifest.layout,
+        args.out.display()
+    );
+    Ok(manifest)
+}
+
+/// Writes `source` to `out` in the chosen layout. The tensors are first loaded onto the base
+/// model, so a folder is only written for tensors that fit the design exactly. The folder is
+/// built beside `out` and renamed into place, so `out` is never left half-written.
+pub fn export(
+    source: &AdapterSource,
+    out: &Path,
+    options: &ExportOptions,
+    cache: &Cache,
+) -> crate::Result<Manifest> {
+    if options.merge && options.format == ExportFormat::Peft {
+        let why = "--merge writes a full model, --format peft only the LoRA tensors: pick one";
+        return Err(ExportError::Usage(why.into()).into());
+    }
+    let base_dir = cache
+        .model_dir(&source.base_model)
+        .map_err(|e| ExportError::BaseMissing {
+            id: source.base_model.clone(),
+            message: e.to_string(),
+        })?;
+    let encoder = Encoder::from_folder(&base_dir, &Device::Cpu)?;
+    let classes = source.label_names.len();
+    let mut model = AdaptedModel::build(encoder, &source.design, classes, 0)?;
+    load::install_tensors(&model.store, &source.tensors, &source.origin)?;
+    let base = BaseModel {
+        id: source.base_model.clone(),
+        sha256: sha256_file(&base_dir.join("model.safetensors"))?,
+    };
+    let staging = prepare_output(out, options.force)?;
+    let tokenizer = staging.join("tokenizer.json");
+    copy_file(&base_dir.join("tokenizer.json"), &tokenizer)?;
+    let mut manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        pets_version: env!("CARGO_PKG_VERSION").to_string(),
+        layout: Layout::Adapter,
+        design: source.design.name.clone(),
+        base_model: base,
+        merged_from: None,
+        tokenizer_sha256: sha256_file(&tokenizer)?,
+        tensors: "adapter.safetensors".into(),
+        label_names: source.label_names.clone(),
+        max_len: source.max_len,
+        params: ParamCounts {
+            design: model.cost.trainable,
+            head: model.cost.head,
+            backbone: model.cost.backbone,
+        },
+        metrics: source.metrics.clone(),
+    };
+    let shape = model.encoder.shape();
+    let head = head_tensors(&model);
+    match (options.format, options.merge) {
+        (ExportFormat::Pets, false) => {
+            write_file(
+                &staging.join("design.ron"),
+                source.design.to_ron().as_bytes(),
+            )?;
+            let path = staging.join(&manifest.tensors);
+            model
+                .store
+                .save(&path)
+                .map_err(|e| ExportError::Safetensors {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+        (ExportFormat::Pets, true) => {
+            merge::lora_sites(&source.design, &shape, "merged")?;
+            let weights = staging.join("model.safetensors");
+            let original = load::read_tensors(&base_dir.join("model.safetensors"), &Device::Cpu)?;
+            merge::save_weights(&merge::merged_weights(&mut model, original)?, &weights)?;
+            copy_file(&base_dir.join("config.json"), &staging.join("config.json"))?;
+            let merged = Design {
+                name: format!("{}-merged", source.design.name),
+                modules: Vec::new(),
+                unfreeze: Vec::new(),
+                learning_rate: None,
+            };
+            write_file(&staging.join("design.ron"), merged.to_ron().as_bytes())?;
+            manifest.layout = Layout::Merged;
+            manifest.tensors = "head.safetensors".into();
+            let own = BaseModel {
+                id: SELF_CONTAINED.into(),
+                sha256: sha256_file(&weights)?,
+            };
+            manifest.merged_from = Some(std::mem::replace(&mut manifest.base_model, own));
+            merge::save_weights(&head, &staging.join(&manifest.tensors))?;
+        }
+        (ExportFormat::Peft, _) => {
+            let sites = merge::lora_sites(&source.design, &shape, "exported in PEFT format")?;
+            let absolute = std::fs::canonicalize(&base_dir).unwrap_or(base_dir.clone());
+            let base_path = absolute.display().to_string();
+            let (config, tensors) = peft::peft_files(
+                &source.design,
+                &sites,
+                shape.layers,
+                &source.tensors,
+                base_path,
+            )?;
+            write_json(&staging.join("adapter_config.json"), &config)?;
+            merge::save_weights(&tensors, &staging.join("adapter_model.safetensors"))?;
+            manifest.layout = Layout::Peft;
+            manifest.tensors = "head.safetensors".into();
+            merge::save_weights(&head, &staging.join(&manifest.tensors))?;
+        }
+    }
+    manifest.write(&staging)?;
+    finish_output(&staging, out)?;
+    Ok(manifest)
+}
+
+/// The head's tensors (`head.weight` (classes, hidden), `head.bias`).
+fn head_tensors(model: &AdaptedModel) -> HashMap<String, Tensor> {
+    model
+        .store
+        .named()
+        .iter()
+        .filter(|(name, _)| name.starts_with("head."))
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect()
+}
+
+/// A fresh staging folder beside `out`; refuses a non-empty `out` unless `force`.
+fn prepare_output(out: &Path, force: bool) -> Result<PathBuf, ExportError> {
+    let occupied = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
+    if occupied && !force {
+        return Err(ExportError::OutputExists {
+            out: out.display().to_string(),
+        });
+    }
+    let name = out.file_name().map_or_else(
+        || "export".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let staging = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    // A leftover from a crashed export of the same process id is ours to replace.
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(ExportError::write(&staging))?;
+    Ok(staging)
+}
+
+fn finish_output(staging: &Path, out: &Path) -> Result<(), ExportError> {
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(ExportError::write(out))?;
+    }
+    std::fs::rename(staging, out).map_err(ExportError::write(out))
+}
