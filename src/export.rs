@@ -8,11 +8,13 @@
 //! peft:     manifest.json adapter_config.json adapter_model.safetensors head.safetensors tokenizer.json
 //! ```
 
+mod error;
 pub mod load;
 pub mod manifest;
 pub mod merge;
 pub mod peft;
 
+pub use error::ExportError;
 pub use load::{load_adapter, LoadedAdapter};
 pub use manifest::{BaseModel, Layout, Manifest, ParamCounts, FORMAT_VERSION};
 
@@ -24,99 +26,6 @@ use candle_core::{Device, Tensor};
 use manifest::{copy_file, sha256_file, write_file, write_json, SELF_CONTAINED};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum ExportError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Json { path: String, message: String },
-    #[error("{path}: field `{field}`: {reason}")]
-    Field {
-        path: String,
-        field: &'static str,
-        reason: String,
-    },
-    #[error("missing {path} ({what})")]
-    MissingFile { path: String, what: String },
-    #[error(
-        "{path}: format version {found} is newer than this pets reads ({supported}); upgrade pets"
-    )]
-    FormatVersion {
-        path: String,
-        found: u32,
-        supported: u32,
-    },
-    #[error("{path} is in PEFT format, for Python's peft; export with the default --format pets to predict with pets")]
-    PeftFolder { path: String },
-    #[error("{path}: not a valid safetensors file (corrupt or truncated?): {message}")]
-    Safetensors { path: String, message: String },
-    #[error("{path}: tensor {tensor} is missing")]
-    MissingTensor { path: String, tensor: String },
-    #[error("{path}: unexpected tensor {tensor} (the design has no such parameter)")]
-    ExtraTensor { path: String, tensor: String },
-    #[error("{path}: tensor {tensor} has shape {found:?}, the design expects {expected:?}")]
-    TensorShape {
-        path: String,
-        tensor: String,
-        found: Vec<usize>,
-        expected: Vec<usize>,
-    },
-    #[error("base model {id} is not available: {message}")]
-    BaseMissing { id: String, message: String },
-    #[error("{what}: {path} has SHA-256 {found}, but the adapter was trained on SHA-256 {expected}; refusing a different base model")]
-    HashMismatch {
-        what: String,
-        path: String,
-        expected: String,
-        found: String,
-    },
-    #[error("design {design} cannot be {purpose}: module {module}: {reason}")]
-    NotLoraOnly {
-        design: String,
-        module: String,
-        purpose: &'static str,
-        reason: String,
-    },
-    #[error("{out} exists and is not empty; pass --force to replace it")]
-    OutputExists { out: String },
-    #[error("{0}")]
-    Usage(String),
-    #[error("{path} line {line}: label {label:?} is not one of the adapter's labels ({known})")]
-    UnknownLabel {
-        path: String,
-        line: u64,
-        label: String,
-        known: String,
-    },
-}
-
-impl ExportError {
-    pub(crate) fn read(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
-        move |source| ExportError::Read {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-
-    pub(crate) fn write(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
-        move |source| ExportError::Write {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-}
 
 /// What to export: a design, its trained tensors (every var of its `ParamStore`, by name), and
 /// the facts the manifest records. Built from a run folder or from a model in memory.
@@ -286,7 +195,61 @@ pub fn export(
         id: source.base_model.clone(),
         sha256: sha256_file(&base_dir.join("model.safetensors"))?,
     };
+    let shape = model.encoder.shape();
+    // Refuse designs the layout cannot hold before anything is written.
+    let peft = match (options.format, options.merge) {
+        (ExportFormat::Pets, false) => None,
+        (ExportFormat::Pets, true) => {
+            merge::lora_sites(&source.design, &shape, "merged")?;
+            None
+        }
+        (ExportFormat::Peft, _) => {
+            let sites = merge::lora_sites(&source.design, &shape, "exported in PEFT format")?;
+            let absolute = std::fs::canonicalize(&base_dir).unwrap_or(base_dir.clone());
+            let base_path = absolute.display().to_string();
+            let files = peft::peft_files(
+                &source.design,
+                &sites,
+                shape.layers,
+                &source.tensors,
+                base_path,
+            )?;
+            Some(files)
+        }
+    };
     let staging = prepare_output(out, options.force)?;
+    let written = write_folder(
+        source,
+        &mut model,
+        &base_dir,
+        base,
+        (options.merge, peft),
+        &staging,
+    );
+    match written {
+        Ok(manifest) => {
+            finish_output(&staging, out)?;
+            Ok(manifest)
+        }
+        Err(err) => {
+            // Best effort: the export failed and the half-written folder is of no use.
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(err)
+        }
+    }
+}
+
+type PeftFiles = (peft::PeftConfig, HashMap<String, Tensor>);
+
+/// Writes every file of the folder into `staging`: merged when `merged`, PEFT when `peft` is set.
+fn write_folder(
+    source: &AdapterSource,
+    model: &mut AdaptedModel,
+    base_dir: &Path,
+    base: BaseModel,
+    (merged, peft): (bool, Option<PeftFiles>),
+    staging: &Path,
+) -> crate::Result<Manifest> {
     let tokenizer = staging.join("tokenizer.json");
     copy_file(&base_dir.join("tokenizer.json"), &tokenizer)?;
     let mut manifest = Manifest {
@@ -307,10 +270,9 @@ pub fn export(
         },
         metrics: source.metrics.clone(),
     };
-    let shape = model.encoder.shape();
-    let head = head_tensors(&model);
-    match (options.format, options.merge) {
-        (ExportFormat::Pets, false) => {
+    let head = head_tensors(model);
+    match (peft, merged) {
+        (None, false) => {
             write_file(
                 &staging.join("design.ron"),
                 source.design.to_ron().as_bytes(),
@@ -324,19 +286,18 @@ pub fn export(
                     message: e.to_string(),
                 })?;
         }
-        (ExportFormat::Pets, true) => {
-            merge::lora_sites(&source.design, &shape, "merged")?;
+        (None, true) => {
             let weights = staging.join("model.safetensors");
             let original = load::read_tensors(&base_dir.join("model.safetensors"), &Device::Cpu)?;
-            merge::save_weights(&merge::merged_weights(&mut model, original)?, &weights)?;
+            merge::save_weights(&merge::merged_weights(model, original)?, &weights)?;
             copy_file(&base_dir.join("config.json"), &staging.join("config.json"))?;
-            let merged = Design {
+            let design = Design {
                 name: format!("{}-merged", source.design.name),
                 modules: Vec::new(),
                 unfreeze: Vec::new(),
                 learning_rate: None,
             };
-            write_file(&staging.join("design.ron"), merged.to_ron().as_bytes())?;
+            write_file(&staging.join("design.ron"), design.to_ron().as_bytes())?;
             manifest.layout = Layout::Merged;
             manifest.tensors = "head.safetensors".into();
             let own = BaseModel {
@@ -346,17 +307,7 @@ pub fn export(
             manifest.merged_from = Some(std::mem::replace(&mut manifest.base_model, own));
             merge::save_weights(&head, &staging.join(&manifest.tensors))?;
         }
-        (ExportFormat::Peft, _) => {
-            let sites = merge::lora_sites(&source.design, &shape, "exported in PEFT format")?;
-            let absolute = std::fs::canonicalize(&base_dir).unwrap_or(base_dir.clone());
-            let base_path = absolute.display().to_string();
-            let (config, tensors) = peft::peft_files(
-                &source.design,
-                &sites,
-                shape.layers,
-                &source.tensors,
-                base_path,
-            )?;
+        (Some((config, tensors)), _) => {
             write_json(&staging.join("adapter_config.json"), &config)?;
             merge::save_weights(&tensors, &staging.join("adapter_model.safetensors"))?;
             manifest.layout = Layout::Peft;
@@ -364,8 +315,7 @@ pub fn export(
             merge::save_weights(&head, &staging.join(&manifest.tensors))?;
         }
     }
-    manifest.write(&staging)?;
-    finish_output(&staging, out)?;
+    manifest.write(staging)?;
     Ok(manifest)
 }
 

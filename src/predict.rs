@@ -331,3 +331,52 @@ pub fn render(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_match_by_text_then_by_number() {
+        let names = ["0".to_string(), "1".to_string()];
+        assert_eq!(label_index(&names, "1"), Some(1));
+        assert_eq!(label_index(&names, "1.0"), Some(1));
+        assert_eq!(label_index(&names, "2"), None);
+        let words = ["neg".to_string(), "pos".to_string()];
+        assert_eq!(label_index(&words, "pos"), Some(1));
+        assert_eq!(label_index(&words, "Pos"), None);
+        assert_eq!(argmax(&[0.2, 0.5, 0.3]), 1);
+    }
+
+    #[test]
+    fn tsv_and_jsonl_rows() {
+        let names = ["neg".to_string(), "pos".to_string()];
+        let inputs = [Input {
+            line: Some(3),
+            text: "a\tb".into(),
+            gold: Some("pos".into()),
+        }];
+        let predictions = [Prediction {
+            label: 1,
+            probabilities: vec![0.25, 0.75],
+            logits: vec![-1.0, 0.5],
+        }];
+        let tsv = render(OutputFormat::Tsv, &names, &inputs, &predictions);
+        assert_eq!(
+            tsv,
+            "text\tlabel\tp_neg\tp_pos\na b\tpos\t0.250000\t0.750000\n"
+        );
+        let jsonl = render(OutputFormat::Jsonl, &names, &inputs, &predictions);
+        let row: serde_json::Value = serde_json::from_str(jsonl.trim()).unwrap_or_default();
+        assert_eq!(row["label"], "pos");
+        assert_eq!(row["logits"], serde_json::json!([-1.0, 0.5]));
+        assert_eq!(row["probabilities"]["pos"], 0.75);
+        assert_eq!(row["line"], 3);
+        assert_eq!(row["gold"], "pos");
+        let table = render(OutputFormat::Table, &names, &inputs, &predictions);
+        assert!(
+            table.contains("p(pos)") && table.contains("0.750"),
+            "{table}"
+        );
+    }
+}

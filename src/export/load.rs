@@ -77,7 +77,8 @@ pub fn resolve_base(
                 message: e.to_string(),
             })?
     };
-    check_hash(&dir.join("model.safetensors"), &base.sha256, &base.id)?;
+    let what = format!("base model {}", base.id);
+    check_hash(&dir.join("model.safetensors"), &base.sha256, &what)?;
     Ok(dir)
 }
 
@@ -86,7 +87,7 @@ fn check_hash(path: &Path, expected: &str, what: &str) -> Result<(), ExportError
     if !path.is_file() {
         return Err(ExportError::MissingFile {
             path: path.display().to_string(),
-            what: format!("the {what} weights or tokenizer the manifest pins"),
+            what: format!("the {what} file the manifest pins"),
         });
     }
     let found = sha256_file(path)?;

@@ -132,3 +132,62 @@ pub fn copy_file(from: &Path, to: &Path) -> Result<(), ExportError> {
         .map(|_| ())
         .map_err(ExportError::write(to))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            pets_version: "0.1.0".into(),
+            layout: Layout::Merged,
+            design: "lora-merged".into(),
+            base_model: BaseModel {
+                id: SELF_CONTAINED.into(),
+                sha256: "ab".into(),
+            },
+            merged_from: Some(BaseModel {
+                id: "minilm-l6".into(),
+                sha256: "cd".into(),
+            }),
+            tokenizer_sha256: "ef".into(),
+            tensors: "head.safetensors".into(),
+            label_names: vec!["0".into(), "1".into()],
+            max_len: 64,
+            params: ParamCounts {
+                design: 1,
+                head: 2,
+                backbone: 3,
+            },
+            metrics: serde_json::json!({"accuracy": 0.8}),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_newer_formats() -> Result<(), ExportError> {
+        let dir = std::env::temp_dir().join(format!("pets-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(ExportError::write(&dir))?;
+        let mut m = manifest();
+        m.write(&dir)?;
+        assert_eq!(Manifest::read(&dir)?, m);
+        let text = std::fs::read_to_string(dir.join(MANIFEST)).map_err(ExportError::read(&dir))?;
+        assert!(text.contains("\"layout\": \"merged\""), "{text}");
+        m.format_version = FORMAT_VERSION + 1;
+        m.write(&dir)?;
+        let err = Manifest::read(&dir).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("upgrade pets")));
+        Ok(())
+    }
+
+    #[test]
+    fn hashes_files() -> Result<(), ExportError> {
+        let path = std::env::temp_dir().join(format!("pets-sha-{}", std::process::id()));
+        write_file(&path, b"abc")?;
+        assert_eq!(
+            sha256_file(&path)?,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        Ok(())
+    }
+}

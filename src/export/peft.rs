@@ -55,26 +55,15 @@ pub fn peft_files(
         reason,
     };
     if !design.unfreeze.is_empty() {
-        let reason = format!(
-            "the design trains backbone parts {:?}, which a LoRA adapter file cannot carry",
-            design.unfreeze
-        );
-        return Err(blocked("unfreeze", reason));
+        return Err(ExportError::UnfrozenBackbone {
+            design: design.name.clone(),
+            parts: format!("{:?}", design.unfreeze),
+        });
     }
     let Some(first) = sites.first() else {
         let reason = "the design has no LoRA module".to_string();
         return Err(blocked(&design.name, reason));
     };
-    let mut seen: HashMap<String, &str> = HashMap::new();
-    for site in sites {
-        if let Some(other) = seen.insert(site.hf_module(), &site.module) {
-            let reason = format!(
-                "it adapts {} as module {other} does too; PEFT holds one LoRA per projection",
-                site.hf_module()
-            );
-            return Err(blocked(&site.module, reason));
-        }
-    }
     // The most common (r, alpha) becomes the default; the rest go in the patterns.
     let mut votes: Vec<((usize, f64), usize)> = Vec::new();
     for site in sites {
@@ -162,4 +151,48 @@ fn target_modules(sites: &[LoraSite], layers: usize) -> Vec<String> {
     let mut full: Vec<String> = sites.iter().map(LoraSite::hf_module).collect();
     full.sort();
     full
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(layer: usize, projection: Projection) -> LoraSite {
+        LoraSite {
+            module: "m".into(),
+            layer,
+            projection,
+            r: 4,
+            alpha: 8.0,
+        }
+    }
+
+    #[test]
+    fn short_target_names_only_when_they_pick_exactly_the_adapted_projections() {
+        let qv: Vec<LoraSite> = (0..2)
+            .flat_map(|l| [site(l, Projection::Query), site(l, Projection::Value)])
+            .collect();
+        assert_eq!(target_modules(&qv, 2), ["query", "value"]);
+        let dense = [site(0, Projection::FfnIn), site(1, Projection::FfnIn)];
+        assert_eq!(target_modules(&dense, 2), ["intermediate.dense"]);
+        // `output.dense` would also catch `attention.output.dense`.
+        let ffn_out = [site(0, Projection::FfnOut), site(1, Projection::FfnOut)];
+        assert_eq!(
+            target_modules(&ffn_out, 2),
+            [
+                "encoder.layer.0.output.dense",
+                "encoder.layer.1.output.dense"
+            ]
+        );
+        // A layer subset needs full paths too.
+        let some = [site(1, Projection::Query)];
+        assert_eq!(
+            target_modules(&some, 2),
+            ["encoder.layer.1.attention.self.query"]
+        );
+        assert_eq!(
+            peft_key(&some[0], "lora_A"),
+            "base_model.model.encoder.layer.1.attention.self.query.lora_A.weight"
+        );
+    }
 }
