@@ -159,10 +159,14 @@ pub fn run_export(args: &ExportArgs, cache: &Cache) -> crate::Result<Manifest> {
     })?;
     let source = AdapterSource::from_run(run)?;
     let manifest = export(&source, &args.out, &args.options(), cache)?;
+    let what = match manifest.layout {
+        Layout::Adapter => "an adapter folder",
+        Layout::Merged => "a merged model folder",
+        Layout::Peft => "PEFT files",
+    };
     eprintln!(
-        "exported {} ({:?}) to {}",
+        "exported {} as {what} to {}",
         manifest.design,
-        manifest.layout,
         args.out.display()
     );
     Ok(manifest)

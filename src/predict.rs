@@ -7,7 +7,7 @@ use crate::data::{self, DataError};
 use crate::export::{load_adapter, ExportError, LoadedAdapter};
 use crate::train::{self, Classifier};
 use candle_core::{Device, D};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -255,8 +255,12 @@ fn read_inputs(args: &PredictArgs) -> crate::Result<(Vec<Input>, String)> {
         });
         return Ok((inputs.collect(), "--text".into()));
     }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("reading texts from stdin, one per line (end with Ctrl-D)");
+    }
     let mut inputs = Vec::new();
-    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+    for (i, line) in stdin.lock().lines().enumerate() {
         let line = line.map_err(|e| crate::Error::Io {
             context: "reading texts from stdin".into(),
             source: e,
