@@ -10,9 +10,7 @@ pub struct Point {
 
 /// `a` dominates `b`: no worse in both objectives and better in one.
 pub fn dominates(a: Point, b: Point) -> bool {
-    a.accuracy >= b.accuracy
-        && a.params <= b.params
-        && (a.accuracy > b.accuracy || a.params < b.params)
+    a.accuracy >= b.accuracy && a.params <= b.params && (a.accuracy > b.accuracy || a.params < b.params)
 }
 
 /// Fronts of NSGA-II's fast non-dominated sort: indices of front 0 (the Pareto front), front 1, …
@@ -58,19 +56,13 @@ pub fn crowding_distance(points: &[Point], front: &[usize]) -> Vec<f64> {
     let objectives: [fn(&Point) -> f64; 2] = [|p| p.accuracy, |p| p.params];
     for objective in objectives {
         let mut order: Vec<usize> = (0..front.len()).collect();
-        order.sort_by(|&a, &b| {
-            objective(&points[front[a]]).total_cmp(&objective(&points[front[b]]))
-        });
-        let (lo, hi) = (
-            objective(&points[front[order[0]]]),
-            objective(&points[front[order[order.len() - 1]]]),
-        );
+        order.sort_by(|&a, &b| objective(&points[front[a]]).total_cmp(&objective(&points[front[b]])));
+        let (lo, hi) = (objective(&points[front[order[0]]]), objective(&points[front[order[order.len() - 1]]]));
         distance[order[0]] = f64::INFINITY;
         distance[order[order.len() - 1]] = f64::INFINITY;
         if hi > lo {
             for w in 1..order.len() - 1 {
-                let gap = objective(&points[front[order[w + 1]]])
-                    - objective(&points[front[order[w - 1]]]);
+                let gap = objective(&points[front[order[w + 1]]]) - objective(&points[front[order[w - 1]]]);
                 distance[order[w]] += gap / (hi - lo);
             }
         }
@@ -80,10 +72,7 @@ pub fn crowding_distance(points: &[Point], front: &[usize]) -> Vec<f64> {
 
 /// Indices of the Pareto front (front 0), sorted by parameters ascending.
 pub fn pareto_front(points: &[Point]) -> Vec<usize> {
-    let mut front = non_dominated_sort(points)
-        .into_iter()
-        .next()
-        .unwrap_or_default();
+    let mut front = non_dominated_sort(points).into_iter().next().unwrap_or_default();
     front.sort_by(|&a, &b| points[a].params.total_cmp(&points[b].params));
     front
 }
@@ -114,9 +103,7 @@ mod tests {
     use super::*;
 
     fn pts(v: &[(f64, f64)]) -> Vec<Point> {
-        v.iter()
-            .map(|&(accuracy, params)| Point { accuracy, params })
-            .collect()
+        v.iter().map(|&(accuracy, params)| Point { accuracy, params }).collect()
     }
 
     #[test]
@@ -128,16 +115,7 @@ mod tests {
             ((0.8, 10.0), (0.9, 20.0), false),
         ];
         for ((a1, p1), (a2, p2), expected) in cases {
-            let (a, b) = (
-                Point {
-                    accuracy: a1,
-                    params: p1,
-                },
-                Point {
-                    accuracy: a2,
-                    params: p2,
-                },
-            );
+            let (a, b) = (Point { accuracy: a1, params: p1 }, Point { accuracy: a2, params: p2 });
             assert_eq!(dominates(a, b), expected, "{a:?} vs {b:?}");
         }
     }
@@ -146,18 +124,8 @@ mod tests {
     fn sorts_into_hand_computed_fronts() {
         // 0 (0.9,100) 1 (0.8,50) 2 (0.7,10) are mutually non-dominated; 3 (0.75,60) is beaten by
         // 1; 4 (0.6,200) by everything; 5 equals 1.
-        let p = pts(&[
-            (0.9, 100.0),
-            (0.8, 50.0),
-            (0.7, 10.0),
-            (0.75, 60.0),
-            (0.6, 200.0),
-            (0.8, 50.0),
-        ]);
-        assert_eq!(
-            non_dominated_sort(&p),
-            vec![vec![0, 1, 2, 5], vec![3], vec![4]]
-        );
+        let p = pts(&[(0.9, 100.0), (0.8, 50.0), (0.7, 10.0), (0.75, 60.0), (0.6, 200.0), (0.8, 50.0)]);
+        assert_eq!(non_dominated_sort(&p), vec![vec![0, 1, 2, 5], vec![3], vec![4]]);
         assert_eq!(pareto_front(&p), vec![2, 1, 5, 0]);
     }
 
@@ -174,10 +142,7 @@ mod tests {
 
     #[test]
     fn hypervolume_of_a_staircase() {
-        let reference = Point {
-            accuracy: 0.5,
-            params: 100.0,
-        };
+        let reference = Point { accuracy: 0.5, params: 100.0 };
         let p = pts(&[(0.7, 10.0), (0.9, 60.0), (0.6, 50.0), (0.4, 1.0)]);
         // (100-10)·(0.7-0.5) + (100-60)·(0.9-0.7) = 18 + 8
         assert!((hypervolume(&p, reference) - 26.0).abs() < 1e-9);
