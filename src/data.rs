@@ -68,7 +68,7 @@ pub struct Dataset {
 pub const BUILTIN_TASKS: &[&str] = &["mr", "imdb", "bbc", "tweets"];
 
 /// Where a task's examples come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TaskSource {
     /// One of [`BUILTIN_TASKS`]; any other name ending in a data-file extension is read as a
     /// file with columns `text` and `label`.

@@ -24,6 +24,8 @@ pub enum Error {
     Store(#[from] crate::search::store::StoreError),
     #[error(transparent)]
     Report(#[from] crate::search::report::ReportError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error("internal inconsistency: {0}")]
     Internal(String),
     #[error("tensor computation failed: {0}")]

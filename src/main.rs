@@ -89,6 +89,11 @@ enum Command {
         #[arg(long, default_value = "minilm-l6")]
         model: String,
     },
+    /// Write a deployable folder from a run or a study trial: an adapter (default), a merged
+    /// model, or PEFT files.
+    Export(pets::export::ExportArgs),
+    /// Classify texts with a folder written by `pets export`.
+    Predict(pets::predict::PredictArgs),
     /// Train every preset under one protocol and write a Markdown table.
     Baselines {
         #[arg(long, default_value = "search_spaces/presets")]
@@ -346,6 +351,14 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", f.display());
             }
         }
+        Command::Export(args) => {
+            let manifest = pets::export::run_export(&args, &cache)?;
+            eprintln!(
+                "exported {} ({} trainable parameters)",
+                manifest.design, manifest.params.design
+            );
+        }
+        Command::Predict(args) => pets::predict::run_predict(&args, &cache)?,
         Command::Baselines {
             presets,
             only,

@@ -1,1 +1,386 @@
-//! (placeholder: predict)
+//! `pets predict`: classifies texts with an exported folder, in batches, and prints labels with
+//! probabilities and logits (table, TSV or JSON lines), or the accuracy on labelled input.
+
+use crate::assets::Cache;
+use crate::batch::{make_batch, plan_batches, BatchPlan, TokenizedSplit};
+use crate::data::{self, DataError};
+use crate::export::{load_adapter, ExportError, LoadedAdapter};
+use crate::train::{self, Classifier};
+use candle_core::{Device, D};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Tsv,
+    Jsonl,
+}
+
+/// `pets predict`: texts from --text, --input or stdin (one per line).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PredictArgs {
+    /// Folder written by `pets export`.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// A text to classify (repeatable).
+    #[arg(long)]
+    pub text: Vec<String>,
+    /// A CSV, TSV or JSON-lines file; labels are optional unless --evaluate.
+    #[arg(long, conflicts_with = "text")]
+    pub input: Option<PathBuf>,
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+    /// Print the accuracy on the input's labels instead of the predictions.
+    #[arg(long)]
+    pub evaluate: bool,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// cpu or cuda
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// One text to classify; `line` and `gold` come from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub line: Option<u64>,
+    pub text: String,
+    pub gold: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Index into the adapter's label names.
+    pub label: usize,
+    pub probabilities: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accuracy {
+    pub accuracy: f64,
+    pub correct: usize,
+    pub count: usize,
+}
+
+/// Classifies `texts` in batches of `batch_size` (similar lengths together, so little padding);
+/// results are in the order of `texts`.
+pub fn predict(
+    adapter: &LoadedAdapter,
+    texts: &[&str],
+    batch_size: usize,
+) -> crate::Result<Vec<Prediction>> {
+    let split = TokenizedSplit {
+        labels: vec![0; texts.len()],
+        ids: adapter.text.encode(texts)?,
+    };
+    let plan = BatchPlan {
+        batch_size: batch_size.max(1),
+        shuffle_seed: None,
+        bucket_by_length: true,
+    };
+    let mut out: Vec<Option<Prediction>> = vec![None; texts.len()];
+    for indices in plan_batches(&split, &plan) {
+        let batch = make_batch(&split, &indices, adapter.text.pad_id, adapter.device())?;
+        let logits = adapter.model.logits(&batch, false)?.detach();
+        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
+        for ((&i, logits), probabilities) in indices.iter().zip(logits.to_vec2::<f32>()?).zip(probs)
+        {
+            let label = argmax(&probabilities);
+            out[i] = Some(Prediction {
+                label,
+                probabilities,
+                logits,
+            });
+        }
+    }
+    out.into_iter()
+        .map(|p| p.ok_or_else(|| crate::Error::Internal("a text was never batched".into())))
+        .collect()
+}
+
+/// Accuracy on labelled inputs, computed by `train::evaluate` (the number training reports).
+/// Gold labels are matched to the adapter's label names; `origin` names the input in errors.
+pub fn evaluate(
+    adapter: &LoadedAdapter,
+    inputs: &[Input],
+    origin: &str,
+    batch_size: usize,
+) -> crate::Result<Accuracy> {
+    let names = adapter.label_names();
+    let mut labels = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        let gold = input.gold.as_deref().unwrap_or_default();
+        let label = label_index(names, gold).ok_or_else(|| ExportError::UnknownLabel {
+            path: origin.to_string(),
+            line: input.line.unwrap_or(index as u64 + 1),
+            label: gold.to_string(),
+            known: names.join(", "),
+        })?;
+        labels.push(label as u32);
+    }
+    let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
+    let split = TokenizedSplit {
+        ids: adapter.text.encode(&texts)?,
+        labels,
+    };
+    let model: &dyn Classifier = &adapter.model;
+    let result = train::evaluate(
+        model,
+        &split,
+        adapter.text.pad_id,
+        adapter.device(),
+        batch_size,
+    )?;
+    Ok(Accuracy {
+        accuracy: result.accuracy,
+        correct: (result.accuracy * split.len() as f64).round() as usize,
+        count: split.len(),
+    })
+}
+
+/// The index of `label` among `names`: exact text, else equal numbers ("1" and "1.0").
+fn label_index(names: &[String], label: &str) -> Option<usize> {
+    names.iter().position(|n| n == label).or_else(|| {
+        let value = label.parse::<f64>().ok()?;
+        names
+            .iter()
+            .position(|n| n.parse::<f64>().ok() == Some(value))
+    })
+}
+
+fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Runs `pets predict`, printing to stdout.
+pub fn run_predict(args: &PredictArgs, cache: &Cache) -> crate::Result<()> {
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    run_predict_to(args, cache, &mut lock)
+}
+
+/// Runs `pets predict`, printing to `out`.
+pub fn run_predict_to(args: &PredictArgs, cache: &Cache, out: &mut dyn Write) -> crate::Result<()> {
+    let device = match args.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0)?,
+        other => return Err(usage(format!("--device {other}: expected cpu or cuda"))),
+    };
+    let (inputs, origin) = read_inputs(args)?;
+    if inputs.is_empty() {
+        return Err(usage(
+            "no texts to classify (use --text, --input or stdin)".into(),
+        ));
+    }
+    let adapter = load_adapter(&args.adapter, cache, &device)?;
+    let write_err = |e: std::io::Error| crate::Error::Io {
+        context: "writing predictions".into(),
+        source: e,
+    };
+    if args.evaluate {
+        if inputs.iter().any(|i| i.gold.is_none()) {
+            return Err(usage(format!(
+                "--evaluate needs labels: --input a file with a '{}' column",
+                args.label_column
+            )));
+        }
+        let acc = evaluate(&adapter, &inputs, &origin, args.batch_size)?;
+        let text = match args.format {
+            OutputFormat::Table => format!(
+                "accuracy {:.4} ({}/{}) on {origin}\n",
+                acc.accuracy, acc.correct, acc.count
+            ),
+            OutputFormat::Tsv => format!(
+                "accuracy\tcorrect\tcount\n{}\t{}\t{}\n",
+                acc.accuracy, acc.correct, acc.count
+            ),
+            OutputFormat::Jsonl => format!(
+                "{}\n",
+                serde_json::json!({"accuracy": acc.accuracy, "correct": acc.correct, "count": acc.count})
+            ),
+        };
+        return out.write_all(text.as_bytes()).map_err(write_err);
+    }
+    let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
+    let predictions = predict(&adapter, &texts, args.batch_size)?;
+    let text = render(args.format, adapter.label_names(), &inputs, &predictions);
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn usage(message: String) -> crate::Error {
+    ExportError::Usage(message).into()
+}
+
+/// The inputs and a name for them in errors.
+fn read_inputs(args: &PredictArgs) -> crate::Result<(Vec<Input>, String)> {
+    if let Some(path) = &args.input {
+        let rows = match data::read_labelled_file(path, &args.text_column, Some(&args.label_column))
+        {
+            // Labels are optional for plain prediction.
+            Err(DataError::MissingColumn { column, .. })
+                if column == args.label_column && !args.evaluate =>
+            {
+                data::read_labelled_file(path, &args.text_column, None)?
+            }
+            other => other?,
+        };
+        let inputs = rows
+            .into_iter()
+            .map(|r| Input {
+                line: Some(r.line),
+                text: r.text,
+                gold: r.label,
+            })
+            .collect();
+        return Ok((inputs, path.display().to_string()));
+    }
+    if !args.text.is_empty() {
+        let inputs = args.text.iter().map(|t| Input {
+            line: None,
+            text: t.clone(),
+            gold: None,
+        });
+        return Ok((inputs.collect(), "--text".into()));
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("reading texts from stdin, one per line (end with Ctrl-D)");
+    }
+    let mut inputs = Vec::new();
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let line = line.map_err(|e| crate::Error::Io {
+            context: "reading texts from stdin".into(),
+            source: e,
+        })?;
+        // Blank lines (a trailing newline) are not texts; line numbers still count them.
+        if !line.trim().is_empty() {
+            inputs.push(Input {
+                line: Some(i as u64 + 1),
+                text: line,
+                gold: None,
+            });
+        }
+    }
+    Ok((inputs, "stdin".into()))
+}
+
+/// The predictions in `format`; TSV and table cells have tabs and newlines turned into spaces.
+pub fn render(
+    format: OutputFormat,
+    names: &[String],
+    inputs: &[Input],
+    predictions: &[Prediction],
+) -> String {
+    let clean = |t: &str| t.replace(['\t', '\n', '\r'], " ");
+    let name = |p: &Prediction| names.get(p.label).cloned().unwrap_or_default();
+    let pairs = inputs.iter().zip(predictions);
+    match format {
+        OutputFormat::Jsonl => pairs
+            .map(|(input, p)| {
+                let probs: serde_json::Map<String, serde_json::Value> = names
+                    .iter()
+                    .zip(&p.probabilities)
+                    .map(|(n, v)| (n.clone(), serde_json::json!(v)))
+                    .collect();
+                let mut row = serde_json::json!({
+                    "text": input.text, "label": name(p), "probabilities": probs, "logits": p.logits,
+                });
+                if let Some(line) = input.line {
+                    row["line"] = serde_json::json!(line);
+                }
+                if let Some(gold) = &input.gold {
+                    row["gold"] = serde_json::json!(gold);
+                }
+                format!("{row}\n")
+            })
+            .collect(),
+        OutputFormat::Tsv => {
+            let header: Vec<String> = names.iter().map(|n| format!("p_{}", clean(n))).collect();
+            let mut text = format!("text\tlabel\t{}\n", header.join("\t"));
+            for (input, p) in pairs {
+                let probs: Vec<String> = p.probabilities.iter().map(|v| format!("{v:.6}")).collect();
+                text.push_str(&format!("{}\t{}\t{}\n", clean(&input.text), clean(&name(p)), probs.join("\t")));
+            }
+            text
+        }
+        OutputFormat::Table => {
+            let mut builder = tabled::builder::Builder::default();
+            let mut header = vec!["text".to_string(), "label".to_string()];
+            header.extend(names.iter().map(|n| format!("p({n})")));
+            builder.push_record(header);
+            for (input, p) in pairs {
+                let mut text = clean(&input.text);
+                if text.chars().count() > 60 {
+                    text = text.chars().take(57).collect::<String>() + "...";
+                }
+                let mut row = vec![text, name(p)];
+                row.extend(p.probabilities.iter().map(|v| format!("{v:.3}")));
+                builder.push_record(row);
+            }
+            let style = tabled::settings::Style::sharp();
+            format!("{}\n", builder.build().with(style))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_match_by_text_then_by_number() {
+        let names = ["0".to_string(), "1".to_string()];
+        assert_eq!(label_index(&names, "1"), Some(1));
+        assert_eq!(label_index(&names, "1.0"), Some(1));
+        assert_eq!(label_index(&names, "2"), None);
+        let words = ["neg".to_string(), "pos".to_string()];
+        assert_eq!(label_index(&words, "pos"), Some(1));
+        assert_eq!(label_index(&words, "Pos"), None);
+        assert_eq!(argmax(&[0.2, 0.5, 0.3]), 1);
+    }
+
+    #[test]
+    fn tsv_and_jsonl_rows() {
+        let names = ["neg".to_string(), "pos".to_string()];
+        let inputs = [Input {
+            line: Some(3),
+            text: "a\tb".into(),
+            gold: Some("pos".into()),
+        }];
+        let predictions = [Prediction {
+            label: 1,
+            probabilities: vec![0.25, 0.75],
+            logits: vec![-1.0, 0.5],
+        }];
+        let tsv = render(OutputFormat::Tsv, &names, &inputs, &predictions);
+        assert_eq!(
+            tsv,
+            "text\tlabel\tp_neg\tp_pos\na b\tpos\t0.250000\t0.750000\n"
+        );
+        let jsonl = render(OutputFormat::Jsonl, &names, &inputs, &predictions);
+        let row: serde_json::Value = serde_json::from_str(jsonl.trim()).unwrap_or_default();
+        assert_eq!(row["label"], "pos");
+        assert_eq!(row["logits"], serde_json::json!([-1.0, 0.5]));
+        assert_eq!(row["probabilities"]["pos"], 0.75);
+        assert_eq!(row["line"], 3);
+        assert_eq!(row["gold"], "pos");
+        let table = render(OutputFormat::Table, &names, &inputs, &predictions);
+        assert!(
+            table.contains("p(pos)") && table.contains("0.750"),
+            "{table}"
+        );
+    }
+}

@@ -57,6 +57,10 @@ pub struct RunMetrics {
     pub design: String,
     pub model: String,
     pub task: String,
+    /// Class names in head order (index i of the logits is `label_names[i]`): export needs them.
+    pub label_names: Vec<String>,
+    /// Token limit the task was encoded with; predictions must truncate the same way.
+    pub max_len: usize,
     pub accuracy: f64,
     pub best_epoch: usize,
     /// Design tensors only (modules and unfrozen backbone parts), the head excluded.
@@ -107,6 +111,8 @@ pub fn train_design(
         design: design.name.clone(),
         model: settings.model.clone(),
         task: task.dataset.name.clone(),
+        label_names: task.dataset.label_names.clone(),
+        max_len: settings.max_len,
         accuracy: outcome.best_accuracy,
         best_epoch: outcome.best_epoch,
         trainable_params: model.cost.trainable,

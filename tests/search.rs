@@ -132,6 +132,47 @@ fn a_study_runs_its_rungs_and_baselines_and_writes_reports() {
             folder.join("adapter.safetensors").exists() && folder.join("metrics.json").exists()
         );
     }
+    // A trial exports from the study and predicts at the accuracy its manifest records.
+    let best = trials
+        .iter()
+        .filter(|t| t.rung == 1)
+        .max_by(|a, b| a.accuracy.partial_cmp(&b.accuracy).unwrap())
+        .unwrap();
+    let adapter = dir.join("adapter");
+    let pets = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pets"))
+            .args(args)
+            .env("PETS_CACHE", dir.join("cache"))
+            .output()
+            .unwrap()
+    };
+    let storage = dir.join("study.sqlite");
+    let number = best.number.to_string();
+    let out = pets(&[
+        "export",
+        "--study",
+        "tiny",
+        "--trial",
+        &number,
+        "--storage",
+        storage.to_str().unwrap(),
+        "--out",
+        adapter.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", finished(&out));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(adapter.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["metrics"]["accuracy"].as_f64(), best.accuracy);
+    let out = pets(&[
+        "predict",
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--input",
+        dir.join("reviews.tsv").to_str().unwrap(),
+        "--evaluate",
+    ]);
+    assert!(out.status.success(), "{}", finished(&out));
     // Rerunning the finished study trains nothing more.
     let again = search_command(&dir).output().unwrap();
     assert!(again.status.success(), "{}", finished(&again));

@@ -73,12 +73,8 @@ pub fn run_search(
     let rungs = schedule(full_steps, settings.initial, settings.eta, settings.rungs);
 
     let store = Store::open(&settings.store)?;
-    let protocol = serde_json::json!({
-        "search": settings_fingerprint(settings),
-        "model": run.model, "task": format!("{:?}", run.task), "max_len": run.max_len,
-        "epochs": run.train.epochs, "batch_size": run.train.batch_size, "lr": run.lr_override,
-        "weight_decay": run.train.weight_decay, "seed": run.train.seed, "dropout": run.dropout,
-    });
+    let mut protocol = serde_json::to_value(Protocol::of(run)).unwrap_or_default();
+    protocol["search"] = settings_fingerprint(settings);
     let study = store.open_study(&settings.study, &protocol)?;
     let redo = store.reclaim_running(study)?;
     let ctx = ReportContext {
@@ -296,6 +292,56 @@ pub fn fit_to_budget(design: &Design, shape: &BackboneShape, limit: usize) -> Op
     }
 }
 
+/// The training protocol a study was run under, stored with it so a trial can be retrained
+/// (`pets export --study S --trial N --retrain`) exactly as the study trained it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Protocol {
+    pub model: String,
+    pub task: crate::data::TaskSource,
+    pub max_len: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: Option<f64>,
+    pub weight_decay: f64,
+    pub seed: u64,
+    pub dropout: f32,
+}
+
+impl Protocol {
+    pub fn of(run: &RunSettings) -> Protocol {
+        Protocol {
+            model: run.model.clone(),
+            task: run.task.clone(),
+            max_len: run.max_len,
+            epochs: run.train.epochs,
+            batch_size: run.train.batch_size,
+            lr: run.lr_override,
+            weight_decay: run.train.weight_decay,
+            seed: run.train.seed,
+            dropout: run.dropout,
+        }
+    }
+
+    /// Run settings reproducing the study's full-fidelity training on `device`.
+    pub fn settings(&self, device: candle_core::Device) -> RunSettings {
+        RunSettings {
+            model: self.model.clone(),
+            task: self.task.clone(),
+            max_len: self.max_len,
+            dropout: self.dropout,
+            train: crate::train::TrainConfig {
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                weight_decay: self.weight_decay,
+                seed: self.seed,
+                ..crate::train::TrainConfig::default()
+            },
+            lr_override: self.lr,
+            device,
+        }
+    }
+}
+
 /// Where a trial's run folder (design, metrics, trained tensors) lives: beside the store.
 pub fn trial_folder(store: &std::path::Path, study: &str, number: usize) -> PathBuf {
     let base = store.parent().unwrap_or_else(|| std::path::Path::new("."));
@@ -461,7 +507,10 @@ pub fn rerender(
     let ctx = ReportContext {
         study: study.to_string(),
         model: text("/model"),
-        task: text("/task"),
+        task: settings
+            .get("task")
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
         budget_params: budget.limit(shape.backbone_params()),
         backbone_params: shape.backbone_params(),
         command: format!("pets report --study {study}"),

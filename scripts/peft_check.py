@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Checks a pets PEFT export against Hugging Face transformers + peft.
+
+make-tiny DIR      write a tiny random BERT folder (transformers' own checkpoint layout) and
+                   DIR/reviews.tsv, a small task it can learn
+compare            load the base model with transformers' BertModel, apply the adapter with
+                   PeftModel.from_pretrained, mean-pool over the attention mask, apply pets'
+                   head, and compare the logits with `pets predict --format jsonl` output;
+                   exits 1 when the largest absolute difference exceeds --tolerance
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TINY_WORDS = ["the", "a", "film", "movie", "plot", "actors", "story", "was", "is", "great",
+              "awful", "good", "bad", "fine", "dull", "and", "very", "quite", "not", "really",
+              ".", ",", "!"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+def make_tiny(out: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel
+
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {w: i for i, w in enumerate(SPECIALS + TINY_WORDS)}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens(SPECIALS)
+    tok.save(str(out / "tokenizer.json"))
+    # A wide init (0.2, not BERT's 0.02) so the random layers do not wash the input out.
+    config = BertConfig(vocab_size=len(vocab), hidden_size=48, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=96, max_position_embeddings=32,
+                        hidden_act="gelu", initializer_range=0.2)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(out), safe_serialization=True)
+    good, bad = ["great", "good", "fine"], ["awful", "bad", "dull"]
+    subjects = ["the film", "a movie", "the plot", "the actors", "the story"]
+    rows = ["text\tlabel"]
+    for i in range(200):
+        word, label = (good[i % 3], "pos") if i % 2 == 0 else (bad[i % 3], "neg")
+        rows.append(f"{subjects[i % 5]} was very {word} .\t{label}")
+    (out / "reviews.tsv").write_text("\n".join(rows) + "\n")
+    print(f"wrote a tiny BERT to {out}")
+
+
+def compare(adapter: Path, predictions: Path, base: str | None, tolerance: float) -> int:
+    import warnings
+
+    import torch
+    import transformers
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+    from transformers import BertModel
+
+    # The pooler is absent or unused (mean pooling): its load report is noise here.
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    base = base or config["base_model_name_or_path"]
+    model = BertModel.from_pretrained(base, add_pooling_layer=False)
+    model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    head = load_file(str(adapter / "head.safetensors"))
+
+    rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
+    if not rows:
+        print(f"error: {predictions} holds no predictions", file=sys.stderr)
+        return 2
+    # The same tokenisation as pets: truncate to the manifest's max_len, no fixed padding.
+    tok = Tokenizer.from_file(str(adapter / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=manifest["max_len"])
+    encodings = tok.encode_batch([r["text"] for r in rows])
+    pad = tok.token_to_id("[PAD]") or 0
+    width = max(len(e.ids) for e in encodings)
+    ids = torch.tensor([e.ids + [pad] * (width - len(e.ids)) for e in encodings])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encodings])
+
+    def logits() -> torch.Tensor:
+        with torch.no_grad():
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return pooled @ head["head.weight"].T + head["head.bias"]
+
+    reference = logits()
+    with model.disable_adapter():
+        without = logits()
+    ours = torch.tensor([r["logits"] for r in rows], dtype=reference.dtype)
+    diff = (reference - ours).abs().max().item()
+    effect = (reference - without).abs().max().item()
+    agree = sum(int(a == b) for a, b in zip(reference.argmax(1).tolist(), ours.argmax(1).tolist()))
+    print(f"peft {__import__('peft').__version__}, transformers "
+          f"{__import__('transformers').__version__}, torch {torch.__version__}; base {base}")
+    print(f"{len(rows)} texts: max abs logit difference pets vs PEFT = {diff:.3e} "
+          f"(tolerance {tolerance:g}); the LoRA itself moves logits by up to {effect:.3e}; "
+          f"same label for {agree}/{len(rows)}")
+    if diff > tolerance:
+        print("FAILED: pets and PEFT disagree", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    tiny = sub.add_parser("make-tiny")
+    tiny.add_argument("dir", type=Path)
+    cmp = sub.add_parser("compare")
+    cmp.add_argument("--adapter", type=Path, required=True, help="folder from --format peft")
+    cmp.add_argument("--predictions", type=Path, required=True,
+                     help="`pets predict --format jsonl` output (with logits)")
+    cmp.add_argument("--base", help="base model folder (default: the adapter config's)")
+    cmp.add_argument("--tolerance", type=float, default=1e-4)
+    args = parser.parse_args()
+    if args.command == "make-tiny":
+        make_tiny(args.dir)
+        return 0
+    return compare(args.adapter, args.predictions, args.base, args.tolerance)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

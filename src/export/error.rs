@@ -1,0 +1,98 @@
+//! Errors of export, loading and prediction: each names the file, field or tensor at fault.
+
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Json { path: String, message: String },
+    #[error("{path}: field `{field}`: {reason}")]
+    Field {
+        path: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("missing {path} ({what})")]
+    MissingFile { path: String, what: String },
+    #[error(
+        "{path}: format version {found} is newer than this pets reads ({supported}); upgrade pets"
+    )]
+    FormatVersion {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{path} is in PEFT format, for Python's peft; export with the default --format pets to predict with pets")]
+    PeftFolder { path: String },
+    #[error("{path}: not a valid safetensors file (corrupt or truncated?): {message}")]
+    Safetensors { path: String, message: String },
+    #[error("{path}: tensor {tensor} is missing")]
+    MissingTensor { path: String, tensor: String },
+    #[error("{path}: unexpected tensor {tensor} (the design has no such parameter)")]
+    ExtraTensor { path: String, tensor: String },
+    #[error("{path}: tensor {tensor} has shape {found:?}, the design expects {expected:?}")]
+    TensorShape {
+        path: String,
+        tensor: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("base model {id} is not available: {message}")]
+    BaseMissing { id: String, message: String },
+    #[error("{what}: {path} has SHA-256 {found}, but the adapter recorded {expected} at export; refusing a mismatched {what}")]
+    HashMismatch {
+        what: String,
+        path: String,
+        expected: String,
+        found: String,
+    },
+    #[error("design {design} cannot be {purpose}: module {module}: {reason}")]
+    NotLoraOnly {
+        design: String,
+        module: String,
+        purpose: &'static str,
+        reason: String,
+    },
+    #[error("design {design} cannot be exported in PEFT format: it trains backbone parts {parts} (unfreeze), which a LoRA adapter file cannot carry; use --format pets or --merge")]
+    UnfrozenBackbone { design: String, parts: String },
+    #[error("{out} exists and is not empty; pass --force to replace it")]
+    OutputExists { out: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path} line {line}: label {label:?} is not one of the adapter's labels ({known})")]
+    UnknownLabel {
+        path: String,
+        line: u64,
+        label: String,
+        known: String,
+    },
+}
+
+impl ExportError {
+    pub(crate) fn read(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+        move |source| ExportError::Read {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn write(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+        move |source| ExportError::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
