@@ -1,0 +1,253 @@
+//! Training loop over the trainable vars only: AdamW, warm-up + linear decay, global-norm clipping,
+//! per-epoch dev evaluation that keeps (and finally restores) the best-dev weights.
+//!
+//! This module owns the loop ([`train`]) and its configuration and results; `schedule` holds the
+//! step arithmetic, `clip` the gradient clipping, `eval` the evaluation, `snapshot` the best-epoch
+//! weights and `progress` the terminal output.
+
+mod clip;
+mod eval;
+mod progress;
+mod schedule;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+pub use clip::clip_grad_norm;
+pub use eval::{evaluate, Evaluation};
+pub use schedule::{epoch_seed, learning_rate, total_steps, warmup_steps};
+
+use crate::batch::{make_batch, plan_batches, Batch, BatchPlan, TokenizedSplit};
+use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
+use candle_nn::loss::cross_entropy;
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use progress::Progress;
+use snapshot::BestSnapshot;
+use std::time::Instant;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("the {which} split is empty")]
+    EmptySplit { which: &'static str },
+    /// The loss of optimizer step `step` (0-based) was NaN or infinite; training stopped there.
+    #[error("non-finite training loss {loss} at step {step}")]
+    NonFiniteLoss { step: usize, loss: f64 },
+    /// Checked on the first step: a var the graph never reaches would silently stay untrained
+    /// (e.g. behind a fused candle op without a backward, see CANDLE_NOTES).
+    #[error("trainable var #{index} (shape {shape:?}) received no gradient: the graph is cut upstream of it")]
+    MissingGradient { index: usize, shape: Vec<usize> },
+    #[error("invalid training config: {0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    Message(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Anything that maps a batch to logits of shape (batch, classes).
+pub trait Classifier {
+    /// `train` is true during training steps (enables backbone dropout where configured).
+    fn logits(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor>;
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    /// Peak learning rate, reached at the end of warm-up.
+    pub lr: f64,
+    /// Decoupled (AdamW) weight decay, applied to every given var (biases and norms included).
+    pub weight_decay: f64,
+    /// Share of the total steps spent warming up linearly from 0 to `lr`.
+    pub warmup_fraction: f64,
+    /// Clip the global L2 norm of all gradients to this; `<= 0` disables clipping.
+    pub max_grad_norm: f64,
+    /// Seeds the per-epoch shuffling.
+    pub seed: u64,
+    /// Stop after this many optimizer steps (a cheap fidelity); `None` runs every epoch.
+    pub max_steps: Option<usize>,
+    pub bucket_by_length: bool,
+    /// Progress bar (or sparse lines when stderr is not a terminal) and per-epoch summaries.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch_size: 32,
+            eval_batch_size: 128,
+            lr: 5e-4,
+            weight_decay: 0.01,
+            warmup_fraction: 0.06,
+            max_grad_norm: 1.0,
+            seed: 0,
+            max_steps: None,
+            bucket_by_length: true,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean training loss over this epoch's steps.
+    pub train_loss: f64,
+    pub dev_accuracy: f64,
+    pub dev_loss: f64,
+    /// Optimizer steps taken in this epoch (fewer than a full epoch when `max_steps` cut it).
+    pub steps: usize,
+    /// Training time of this epoch, evaluation excluded.
+    pub seconds: f64,
+    pub eval_seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainOutcome {
+    pub best_accuracy: f64,
+    /// 1-based epoch whose weights the model holds after `train` returns.
+    pub best_epoch: usize,
+    pub steps: usize,
+    /// Training time only, evaluation excluded.
+    pub train_seconds: f64,
+    pub epochs: Vec<EpochRecord>,
+}
+
+fn validate(cfg: &TrainConfig) -> Result<(), TrainError> {
+    let problem = if cfg.epochs == 0 {
+        "epochs must be at least 1"
+    } else if cfg.batch_size == 0 || cfg.eval_batch_size == 0 {
+        "batch sizes must be at least 1"
+    } else if cfg.max_steps == Some(0) {
+        "max_steps must be at least 1"
+    } else if !(cfg.lr.is_finite() && cfg.lr >= 0.0) {
+        "lr must be finite and non-negative"
+    } else {
+        return Ok(());
+    };
+    Err(TrainError::InvalidConfig(problem.to_string()))
+}
+
+/// Trains `vars` (and only them) to classify `train`, evaluating on `dev` after each epoch.
+/// On return the vars hold the weights of the best dev epoch; after an error they hold whatever
+/// the last completed step left (a failed trial is discarded anyway).
+pub fn train(
+    model: &dyn Classifier,
+    vars: &[Var],
+    train: &TokenizedSplit,
+    dev: &TokenizedSplit,
+    pad_id: u32,
+    device: &Device,
+    cfg: &TrainConfig,
+) -> Result<TrainOutcome, TrainError> {
+    if train.is_empty() {
+        return Err(TrainError::EmptySplit { which: "train" });
+    }
+    if dev.is_empty() {
+        return Err(TrainError::EmptySplit { which: "dev" });
+    }
+    validate(cfg)?;
+    let total = total_steps(cfg, train.len());
+    // The rate is set before every step from the schedule; 0 here is never used.
+    let params = ParamsAdamW {
+        lr: 0.0,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let mut optimizer = AdamW::new(vars.to_vec(), params)?;
+    let progress = Progress::new(total, cfg.progress);
+    let mut best = BestSnapshot::new();
+    let mut records = Vec::new();
+    let (mut step, mut train_seconds) = (0usize, 0f64);
+
+    for epoch in 0..cfg.epochs {
+        if step >= total {
+            break; // max_steps ended on an epoch boundary: that epoch is already evaluated.
+        }
+        let plan = BatchPlan {
+            batch_size: cfg.batch_size,
+            shuffle_seed: Some(epoch_seed(cfg.seed, epoch)),
+            bucket_by_length: cfg.bucket_by_length,
+        };
+        let started = Instant::now();
+        let (mut loss_sum, mut epoch_steps) = (0f64, 0usize);
+        for indices in plan_batches(train, &plan) {
+            if step >= total {
+                break;
+            }
+            let batch = make_batch(train, &indices, pad_id, device)?;
+            let logits = model.logits(&batch, true)?.to_dtype(DType::F32)?;
+            let loss = cross_entropy(&logits, &batch.labels)?;
+            let value = f64::from(loss.to_scalar::<f32>()?);
+            if !value.is_finite() {
+                progress.bar.abandon();
+                return Err(TrainError::NonFiniteLoss { step, loss: value });
+            }
+            let mut grads = loss.backward()?;
+            if step == 0 {
+                check_gradients(&grads, vars)?;
+            }
+            if cfg.max_grad_norm > 0.0 {
+                clip_grad_norm(&mut grads, vars, cfg.max_grad_norm)?;
+            }
+            optimizer.set_learning_rate(learning_rate(step, total, cfg));
+            optimizer.step(&grads)?;
+            step += 1;
+            epoch_steps += 1;
+            loss_sum += value;
+            let running = loss_sum / epoch_steps as f64;
+            progress.step(
+                step,
+                format!("epoch {}/{} loss {running:.4}", epoch + 1, cfg.epochs),
+            );
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        train_seconds += seconds;
+
+        let eval_started = Instant::now();
+        let eval = evaluate(model, dev, pad_id, device, cfg.eval_batch_size)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / epoch_steps.max(1) as f64,
+            dev_accuracy: eval.accuracy,
+            dev_loss: eval.loss,
+            steps: epoch_steps,
+            seconds,
+            eval_seconds: eval_started.elapsed().as_secs_f64(),
+        };
+        let improved = best.offer(eval.accuracy, record.epoch, vars)?;
+        progress.line(format!(
+            "epoch {}: train loss {:.4}, dev acc {:.4}, dev loss {:.4}, {:.1}s{}",
+            record.epoch,
+            record.train_loss,
+            record.dev_accuracy,
+            record.dev_loss,
+            record.seconds,
+            if improved { " (best)" } else { "" }
+        ));
+        records.push(record);
+    }
+    progress.bar.finish_and_clear();
+    best.restore(vars)?;
+    Ok(TrainOutcome {
+        best_accuracy: best.accuracy,
+        best_epoch: best.epoch,
+        steps: step,
+        train_seconds,
+        epochs: records,
+    })
+}
+
+fn check_gradients(grads: &GradStore, vars: &[Var]) -> Result<(), TrainError> {
+    match vars.iter().position(|v| grads.get(v.as_tensor()).is_none()) {
+        Some(index) => Err(TrainError::MissingGradient {
+            index,
+            shape: vars[index].dims().to_vec(),
+        }),
+        None => Ok(()),
+    }
+}
