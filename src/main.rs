@@ -140,7 +140,7 @@ struct SearchArgs {
     #[arg(long, default_value_t = 3)]
     eta: usize,
     /// Fidelity levels (the last is full training).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     rungs: usize,
     /// Presets evaluated in the same study, fitted to the budget.
     #[arg(
@@ -170,7 +170,7 @@ struct RunArgs {
     label_column: Option<String>,
     #[arg(long, default_value = "minilm-l6")]
     model: String,
-    /// Training epochs (a search's full fidelity); default 3, and 2 for `search`.
+    /// Training epochs (a search's full fidelity); default 3, and 1 for `search`.
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long, default_value_t = 0)]
@@ -320,7 +320,7 @@ fn run(cli: Cli) -> Result<()> {
                 jobs: search.jobs,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            let mut run = run.settings(2)?;
+            let mut run = run.settings(1)?;
             run.train.progress = false;
             let started = std::time::Instant::now();
             let outcome = run_search(&settings, &run, &cache)?;

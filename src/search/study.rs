@@ -357,6 +357,16 @@ fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
     })
 }
 
+/// A line above the bar on a terminal; a plain line on stderr otherwise (indicatif drops
+/// `println` when its bar is hidden, and logs of long searches need these lines).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
@@ -456,19 +466,22 @@ impl Runner<'_> {
                     metrics: serde_json::to_value(&metrics).unwrap_or_default(),
                 };
                 self.lock().complete_trial(row.id, &result)?;
-                bar.println(format!(
-                    "trial {:>3} rung {} {:>6} steps  acc {:.4}  params {:>9}  {}",
-                    row.number,
-                    job.rung,
-                    job.steps,
-                    metrics.accuracy,
-                    crate::report::group(metrics.trainable_params),
-                    name
-                ));
+                say(
+                    bar,
+                    format!(
+                        "trial {:>3} rung {} {:>6} steps  acc {:.4}  params {:>9}  {}",
+                        row.number,
+                        job.rung,
+                        job.steps,
+                        metrics.accuracy,
+                        crate::report::group(metrics.trainable_params),
+                        name
+                    ),
+                );
             }
             Err(e) => {
                 self.lock().fail_trial(row.id, &e.to_string())?;
-                bar.println(format!("trial {:>3} failed: {e}", row.number));
+                say(bar, format!("trial {:>3} failed: {e}", row.number));
             }
         }
         bar.inc(1);
@@ -479,7 +492,7 @@ impl Runner<'_> {
             &rows,
         ) {
             // Reports are derived data: a full disk or read-only folder must not stop the search.
-            bar.println(format!("warning: reports not refreshed: {e}"));
+            say(bar, format!("warning: reports not refreshed: {e}"));
         }
         Ok(())
     }
