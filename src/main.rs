@@ -39,6 +39,14 @@ enum Command {
         #[arg(long, default_value = "mr")]
         data: String,
     },
+    /// Write a task's fixed train/dev split as TSV files (text, label) for inspection or `predict`.
+    Split {
+        /// Built-in task (mr, imdb, bbc, tweets).
+        #[arg(long, default_value = "mr")]
+        task: String,
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
     /// Validate a design and print its modules and exact trainable parameters.
     Validate {
         design: PathBuf,
@@ -259,6 +267,22 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("model {model}: {}", dir.display());
             let file = cache.dataset_file(&data)?;
             eprintln!("data {data}: {}", file.display());
+        }
+        Command::Split { task, out_dir } => {
+            let source = TaskSource::Builtin(task);
+            let dataset = pets::data::load_task(&source, &cache, &Default::default())?;
+            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            for (name, examples) in [("train", &dataset.train), ("dev", &dataset.dev)] {
+                let path = out_dir.join(format!("{name}.tsv"));
+                let mut text = String::from("text\tlabel\n");
+                for e in examples.iter() {
+                    // TSV has no quoting: tabs and line breaks inside a text become spaces.
+                    let clean = e.text.replace(['\t', '\n', '\r'], " ");
+                    text.push_str(&format!("{clean}\t{}\n", dataset.label_names[e.label as usize]));
+                }
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("{}: {} examples", path.display(), examples.len());
+            }
         }
         Command::Validate {
             design,

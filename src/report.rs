@@ -94,7 +94,7 @@ pub fn load_presets(dir: &Path, only: &[String]) -> crate::Result<Vec<Design>> {
 /// Writes the baselines table as Markdown (rewritten after every run, so a long job leaves a
 /// usable report at any point).
 pub fn write_baselines(path: &Path, command: &str, rows: &[RunMetrics]) -> crate::Result<()> {
-    let mut md = String::from("# Baselines: every preset under one protocol\n\n");
+    let mut md = String::from("# Baselines: presets under one protocol\n\n");
     if let Some(first) = rows.first() {
         let _ = writeln!(
             md,

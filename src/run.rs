@@ -58,8 +58,10 @@ pub struct RunMetrics {
     pub model: String,
     pub task: String,
     /// Class names in head order (index i of the logits is `label_names[i]`): export needs them.
+    #[serde(default)]
     pub label_names: Vec<String>,
     /// Token limit the task was encoded with; predictions must truncate the same way.
+    #[serde(default)]
     pub max_len: usize,
     pub accuracy: f64,
     pub best_epoch: usize,
