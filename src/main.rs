@@ -271,16 +271,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Split { task, out_dir } => {
             let source = TaskSource::Builtin(task);
             let dataset = pets::data::load_task(&source, &cache, &Default::default())?;
-            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("creating {}", out_dir.display()))?;
             for (name, examples) in [("train", &dataset.train), ("dev", &dataset.dev)] {
                 let path = out_dir.join(format!("{name}.tsv"));
                 let mut text = String::from("text\tlabel\n");
                 for e in examples.iter() {
                     // TSV has no quoting: tabs and line breaks inside a text become spaces.
                     let clean = e.text.replace(['\t', '\n', '\r'], " ");
-                    text.push_str(&format!("{clean}\t{}\n", dataset.label_names[e.label as usize]));
+                    text.push_str(&format!(
+                        "{clean}\t{}\n",
+                        dataset.label_names[e.label as usize]
+                    ));
                 }
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("{}: {} examples", path.display(), examples.len());
             }
         }
