@@ -121,15 +121,7 @@ mod tests {
     use crate::spec::{Activation, Layers, Projection};
 
     fn shape() -> BackboneShape {
-        BackboneShape {
-            layers: 6,
-            hidden: 384,
-            heads: 12,
-            ffn: 1536,
-            vocab: 30522,
-            max_positions: 512,
-            type_vocab: 2,
-        }
+        BackboneShape::MINILM_L6
     }
 
     fn module(form: Form, site: Site, insertion: Insertion) -> Module {

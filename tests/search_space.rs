@@ -18,15 +18,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 fn minilm_l6() -> BackboneShape {
-    BackboneShape {
-        layers: 6,
-        hidden: 384,
-        heads: 12,
-        ffn: 1536,
-        vocab: 30522,
-        max_positions: 512,
-        type_vocab: 2,
-    }
+    BackboneShape::MINILM_L6
 }
 
 fn spaces() -> Vec<SearchSpace> {

@@ -120,11 +120,17 @@ pub(crate) fn tail(text: &str, n: usize) -> String {
 }
 
 fn sha256_hex(path: &Path) -> Result<String, AssetError> {
-    let mut file = File::open(path).map_err(io_at(path))?;
+    sha256_file(path).map_err(io_at(path))
+}
+
+/// Lower-case hex SHA-256 of a file, read in chunks (model files are large). Shared by the
+/// asset cache (wheel hashes) and export (base-model and tokenizer pins).
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf).map_err(io_at(path))?;
+        let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }

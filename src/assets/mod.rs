@@ -21,7 +21,7 @@ mod table;
 #[cfg(test)]
 mod test_dir;
 
-pub use fetch::extract_members;
+pub use fetch::{extract_members, sha256_file};
 pub use table::{find_asset, known_names, Asset, AssetKind, ASSETS, MODEL_FILES};
 #[cfg(test)]
 pub(crate) use test_dir::TestDir;

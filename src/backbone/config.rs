@@ -107,6 +107,17 @@ pub struct BackboneShape {
 }
 
 impl BackboneShape {
+    /// all-MiniLM-L6-v2 (`minilm-l6`, the default model): 22,565,376 parameters as run.
+    pub const MINILM_L6: BackboneShape = BackboneShape {
+        layers: 6,
+        hidden: 384,
+        heads: 12,
+        ffn: 1536,
+        vocab: 30522,
+        max_positions: 512,
+        type_vocab: 2,
+    };
+
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
     }
@@ -188,17 +199,8 @@ pub fn part_covers(part: BackbonePart, name: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// all-MiniLM-L6-v2's shape; its parameter count as run is given in ASSETS.md.
-    pub fn minilm_l6() -> BackboneShape {
-        BackboneShape {
-            layers: 6,
-            hidden: 384,
-            heads: 12,
-            ffn: 1536,
-            vocab: 30522,
-            max_positions: 512,
-            type_vocab: 2,
-        }
+    fn minilm_l6() -> BackboneShape {
+        BackboneShape::MINILM_L6
     }
 
     #[test]

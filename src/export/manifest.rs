@@ -3,8 +3,6 @@
 
 use super::ExportError;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
 
 /// Version of the folder layout this build writes and reads; bumped on incompatible changes.
@@ -87,23 +85,9 @@ impl Manifest {
     }
 }
 
-/// Lower-case hex SHA-256 of a file, read in chunks (model files are large).
+/// Lower-case hex SHA-256 of a file; errors name the file.
 pub fn sha256_file(path: &Path) -> Result<String, ExportError> {
-    let mut file = std::fs::File::open(path).map_err(ExportError::read(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(ExportError::read(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    crate::assets::sha256_file(path).map_err(ExportError::read(path))
 }
 
 /// Parses a JSON file into `T`; errors name the file, line and column.

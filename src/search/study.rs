@@ -211,7 +211,7 @@ pub fn run_search(
 }
 
 /// The best not-yet-promoted trials of rung `r - 1`, in promotion order.
-fn promotions(rows: &[TrialRow], r: usize, _rung: &Rung, wanted: usize) -> Vec<Job> {
+fn promotions(rows: &[TrialRow], r: usize, rung: &Rung, wanted: usize) -> Vec<Job> {
     let promoted: HashSet<usize> = rows
         .iter()
         .filter(|t| t.rung == r && !interrupted(t))
@@ -240,7 +240,7 @@ fn promotions(rows: &[TrialRow], r: usize, _rung: &Rung, wanted: usize) -> Vec<J
             label: None,
             design: t.design.clone(),
             rung: r,
-            steps: _rung.steps,
+            steps: rung.steps,
             parent: Some(t.number),
         })
         .collect()
