@@ -21,7 +21,7 @@ pub fn affine(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
 pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
     match activation {
         Activation::Relu => x.relu(),
-        Activation::Gelu => x.gelu_erf(),
+        Activation::Gelu => crate::backbone::ops::gelu_erf(x),
         Activation::Silu => x.silu(),
         Activation::Tanh => x.tanh(),
         Activation::Identity => Ok(x.clone()),

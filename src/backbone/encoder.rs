@@ -289,7 +289,7 @@ impl Encoder {
         let inner = match self.config.hidden_act.as_str() {
             "relu" => inner.relu()?,
             "gelu_new" => inner.gelu()?,
-            _ => inner.gelu_erf()?,
+            _ => ops::gelu_erf(&inner)?,
         };
         let out = ad.ffn_out.apply(&inner, w.ffn_out.forward(&inner)?)?;
         let out = self.dropout(&ad.ffn.apply(&a, out)?, train)?;

@@ -6,6 +6,8 @@
 //! `*_reference` versions built from primitive ops, which are also the oracle in the tests.
 
 mod cpu;
+mod gelu;
+pub(crate) mod simd;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -88,6 +90,15 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         Some(b) if b.track_op() => y.broadcast_add(b),
         _ => Ok(y),
     }
+}
+
+/// GELU, erf form (`x·Φ(x)`), fused on CPU/F32 with a vectorised erf; candle's `gelu_erf`
+/// elsewhere (which is also the reference).
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if !fusable(&[x]) || x.elem_count() == 0 {
+        return x.gelu_erf();
+    }
+    x.contiguous()?.apply_op1(gelu::Gelu)
 }
 
 /// Layer norm from primitive ops (two-pass variance, like the fused kernel).
@@ -210,9 +221,10 @@ mod tests {
         Ln,
         Softmax,
         Linear,
+        Gelu,
     }
     use DType::{F32, F64};
-    use Kind::{Linear, Ln, Softmax};
+    use Kind::{Gelu, Linear, Ln, Softmax};
 
     /// Argument flags: a var or a constant (frozen), optionally passed as a transposed view.
     const C: u8 = 0;
@@ -234,6 +246,9 @@ mod tests {
         ("lin frozen w, var b",  F32, Linear,  &[(&[2, 5, 48], V), (&[16, 48], C), (&[16], V)]),
         ("lin var w",            F32, Linear,  &[(&[2, 5, 48], V), (&[16, 48], V), (&[16], V)]),
         ("lin f64 (any device)", F64, Linear,  &[(&[2, 5, 48], VT), (&[16, 48], C), (&[16], C)]),
+        ("gelu",                 F32, Gelu,    &[(&[3, 70_001], V)]),
+        ("gelu strided",         F32, Gelu,    &[(&[4, 6, 10], VT)]),
+        ("gelu f64 (any device)", F64, Gelu,   &[(&[4, 6, 10], V)]),
     ];
 
     fn apply(kind: Kind, a: &[Tensor], fused: bool) -> Result<Tensor> {
@@ -250,6 +265,9 @@ mod tests {
             }
             (Linear, true) => linear(&a[0], &a[1], a.get(2)),
             (Linear, false) => linear_reference(&a[0], &a[1], a.get(2)),
+            // Scaled so the inputs reach every branch of the erf approximation.
+            (Gelu, true) => gelu_erf(&(&a[0] * 3.0)?),
+            (Gelu, false) => (&a[0] * 3.0)?.gelu_erf(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! the last dim and split rows across rayon tasks.
 
 use super::frozen_input_grad;
+use super::simd::{exp_neg, lane_sum};
 use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor,
@@ -15,56 +16,23 @@ fn task_rows(width: usize) -> usize {
     (16_384 / width.max(1)).max(1)
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
         None => bail!("fused op: non-contiguous input {:?}", l.stride()),
     }
 }
 
-/// Σ f over 16 independent lanes: LLVM may not reorder a serial f32 sum, so it never vectorises.
-#[inline]
-fn lane_sum<const K: usize>(xs: [&[f32]; K], f: impl Fn([f32; K]) -> f32) -> f32 {
-    const L: usize = 16;
-    let n = xs.iter().map(|s| s.len()).min().unwrap_or(0);
-    let blocks = xs.map(|s| s[..n].as_chunks::<L>().0);
-    let mut acc = [0f32; L];
-    for j in 0..n / L {
-        let b = blocks.map(|c| &c[j]);
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(b.map(|b| b[l]));
-        }
-    }
-    let tail = (n - n % L..n).map(|i| f(xs.map(|s| s[i])));
-    acc.iter().sum::<f32>() + tail.sum::<f32>()
-}
-
-/// expf for x ≤ 0 (Cephes polynomial, ~1 ulp) written branch-free so it vectorises; libm's
-/// scalar expf dominated the softmax. Underflows to exactly 0, so masked keys get exactly 0;
-/// NaN stays NaN.
-#[inline]
-fn exp_neg(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer in the low bits
-    const P: [f32; 6] = [
-        1.987_569_2e-4,
-        1.398_2e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        0.166_666_65,
-        0.5,
-    ];
-    let xc = if x < -87.0 { -87.0 } else { x };
-    let t = xc * std::f32::consts::LOG2_E + ROUND;
-    let n = t - ROUND;
-    let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4; // x − n·ln 2 in two parts
-    let p = P.iter().fold(0.0, |p, &c| p * r + c);
-    let scale = f32::from_bits(((t.to_bits() as i32 - 0x4B40_0000 + 127) << 23) as u32); // 2ⁿ
-    let e = (1.0 + r + r * r * p) * scale;
-    if x < -87.0 {
-        0.0
-    } else {
-        e
-    }
+/// A buffer of `n` floats without the zero-fill pass of `vec![0.0; n]` (which, for the large
+/// activations here, costs as much as the kernel that then overwrites it).
+///
+/// # Safety
+/// The caller must write every element before reading any of them.
+pub(super) unsafe fn uninit(n: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: capacity is n; f32 has no invalid bit patterns and the caller initialises all n.
+    unsafe { v.set_len(n) };
+    v
 }
 
 /// Writes x − mean(x) into `out` and returns 1/√(var + eps) (two passes, as the reference).
@@ -345,20 +313,5 @@ impl CustomOp1 for FrozenLinear {
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         frozen_input_grad(x, &self.weight, grad)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn exp_neg_matches_libm() {
-        for i in 0..=200_000 {
-            let x = -90.0 * i as f32 / 200_000.0;
-            let (got, want) = (super::exp_neg(x), x.exp());
-            let tol = if x < -87.0 { 2e-38 } else { 3e-7 * want };
-            assert!((got - want).abs() <= tol, "exp({x}) = {got}, want {want}");
-        }
-        assert_eq!(super::exp_neg(-1e9), 0.0);
-        assert!(super::exp_neg(f32::NAN).is_nan());
     }
 }
