@@ -1,6 +1,7 @@
 //! A post-LN BERT encoder of our own, loaded from HF safetensors, whose layers consult a per-layer
 //! adapter plan at every insertion point (projections, heads, sublayer outputs, prefixes).
 
+use super::attention;
 use super::bmm::batched_matmul;
 use super::config::{part_covers, BackboneShape, BertConfig};
 use super::ops;
@@ -253,29 +254,11 @@ impl Encoder {
         ad: &LayerAdapters,
         train: bool,
     ) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        let heads = self.config.num_attention_heads;
-        let head_dim = d / heads;
         let eps = self.config.layer_norm_eps;
         let q = ad.query.apply(x, w.query.forward(x)?)?;
         let k = ad.key.apply(x, w.key.forward(x)?)?;
         let v = ad.value.apply(x, w.value.forward(x)?)?;
-        let split = |y: Tensor| -> Result<Tensor> {
-            y.reshape((b, t, heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split((q * (1.0 / (head_dim as f64).sqrt()))?)?;
-        let (k, v) = (split(k)?, split(v)?);
-        let (k, v, mask) = match &ad.prefix {
-            Some(prefix) => prefix.extend(&k, &v, mask)?,
-            None => (k, v, mask.clone()),
-        };
-        let scores = batched_matmul(&q, &k, true)?;
-        let probs = self.dropout(&ops::masked_softmax(&scores, &mask)?, train)?;
-        let context = batched_matmul(&probs, &v, false)?
-            .transpose(1, 2)?
-            .reshape((b, t, d))?;
+        let context = self.attention(&q, &k, &v, mask, ad, train)?;
         let context = ad.heads.apply(x, context)?;
         let attended = ad.output.apply(&context, w.output.forward(&context)?)?;
         let attended = self.dropout(&ad.attention.apply(x, attended)?, train)?;
@@ -294,6 +277,50 @@ impl Encoder {
         let out = ad.ffn_out.apply(&inner, w.ffn_out.forward(&inner)?)?;
         let out = self.dropout(&ad.ffn.apply(&a, out)?, train)?;
         ops::layer_norm(&(out + a)?, &w.ffn_norm.gamma, &w.ffn_norm.beta, eps)
+    }
+
+    /// Multi-head attention of projected q, k, v (b, t, d) → merged heads (b, t, d), with the
+    /// layer's prefix (if any) prepended to keys and values.
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        ad: &LayerAdapters,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, t, d) = q.dims3()?;
+        let heads = self.config.num_attention_heads;
+        let head_dim = d / heads;
+        // Views (b, heads, t, head_dim): the fused op reads them in place.
+        let per_head = |y: &Tensor| y.reshape((b, t, heads, head_dim))?.transpose(1, 2);
+        let probs_dropout = train && self.options.dropout > 0.0;
+        if attention::fusable(q, k, v) && !probs_dropout {
+            return match &ad.prefix {
+                Some(prefix) => {
+                    let (k, v, mask) = prefix.extend(&per_head(k)?, &per_head(v)?, mask)?;
+                    attention::attention(q, &k, &v, &mask, heads)
+                }
+                None => attention::attention(q, k, v, mask, heads),
+            };
+        }
+        let split = |y: Tensor| {
+            y.reshape((b, t, heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split((q * (1.0 / (head_dim as f64).sqrt()))?)?;
+        let (k, v) = (split(k.clone())?, split(v.clone())?);
+        let (k, v, mask) = match &ad.prefix {
+            Some(prefix) => prefix.extend(&k, &v, mask)?,
+            None => (k, v, mask.clone()),
+        };
+        let scores = batched_matmul(&q, &k, true)?;
+        let probs = self.dropout(&ops::masked_softmax(&scores, &mask)?, train)?;
+        batched_matmul(&probs, &v, false)?
+            .transpose(1, 2)?
+            .reshape((b, t, d))
     }
 
     fn dropout(&self, x: &Tensor, train: bool) -> Result<Tensor> {

@@ -1,5 +1,6 @@
 //! The frozen BERT-family encoder: config, weights, fused ops, insertion points for adapters.
 
+pub mod attention;
 pub mod bmm;
 pub mod config;
 pub mod encoder;
