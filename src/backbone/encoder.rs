@@ -262,8 +262,9 @@ impl Encoder {
         let context = ad.heads.apply(x, context)?;
         let attended = ad.output.apply(&context, w.output.forward(&context)?)?;
         let attended = self.dropout(&ad.attention.apply(x, attended)?, train)?;
-        let a = ops::layer_norm(
-            &(attended + x)?,
+        let a = ops::add_layer_norm(
+            &attended,
+            x,
             &w.attention_norm.gamma,
             &w.attention_norm.beta,
             eps,
@@ -276,7 +277,7 @@ impl Encoder {
         };
         let out = ad.ffn_out.apply(&inner, w.ffn_out.forward(&inner)?)?;
         let out = self.dropout(&ad.ffn.apply(&a, out)?, train)?;
-        ops::layer_norm(&(out + a)?, &w.ffn_norm.gamma, &w.ffn_norm.beta, eps)
+        ops::add_layer_norm(&out, &a, &w.ffn_norm.gamma, &w.ffn_norm.beta, eps)
     }
 
     /// Multi-head attention of projected q, k, v (b, t, d) → merged heads (b, t, d), with the

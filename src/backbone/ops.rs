@@ -7,13 +7,15 @@
 
 mod cpu;
 mod gelu;
+mod norm;
 pub(crate) mod simd;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CudaStorage, CustomOp2, DType, Layout, MetalStorage, Result, Shape, Tensor, D,
 };
-use cpu::{FrozenLinear, LayerNorm, MaskedSoftmax};
+use cpu::{FrozenLinear, MaskedSoftmax};
+use norm::{AddLayerNorm, LayerNorm};
 
 /// Layer norm over the last dim; gradients flow to x, and to gamma/beta only when they are vars
 /// (or computed from vars: anything with `track_op()`).
@@ -32,6 +34,34 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
     let op = LayerNorm { eps: eps as f32 };
     x.contiguous()?
         .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
+}
+
+/// LN(a + b) over the last dim: the post-LN residual. Fused (one pass, one gradient shared by
+/// a and b) for frozen γ and β on CPU/F32; otherwise the add and `layer_norm`.
+pub fn add_layer_norm(
+    a: &Tensor,
+    b: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let frozen = !gamma.track_op() && !beta.track_op();
+    let d = a.dim(D::Minus1)?;
+    if !frozen
+        || !fusable(&[a, b, gamma, beta])
+        || a.elem_count() == 0
+        || a.dims() != b.dims()
+        || gamma.dims() != [d]
+        || beta.dims() != [d]
+    {
+        return layer_norm(&(a + b)?, gamma, beta, eps);
+    }
+    let op = AddLayerNorm {
+        eps: eps as f32,
+        gamma: gamma.contiguous()?,
+        beta: beta.contiguous()?,
+    };
+    a.contiguous()?.apply_op2(&b.contiguous()?, op)
 }
 
 /// softmax(scores + mask) over the last dim. scores (b, h, q, k); mask additive, broadcastable
@@ -222,9 +252,10 @@ mod tests {
         Softmax,
         Linear,
         Gelu,
+        AddLn,
     }
     use DType::{F32, F64};
-    use Kind::{Gelu, Linear, Ln, Softmax};
+    use Kind::{AddLn, Gelu, Linear, Ln, Softmax};
 
     /// Argument flags: a var or a constant (frozen), optionally passed as a transposed view.
     const C: u8 = 0;
@@ -246,6 +277,9 @@ mod tests {
         ("lin frozen w, var b",  F32, Linear,  &[(&[2, 5, 48], V), (&[16, 48], C), (&[16], V)]),
         ("lin var w",            F32, Linear,  &[(&[2, 5, 48], V), (&[16, 48], V), (&[16], V)]),
         ("lin f64 (any device)", F64, Linear,  &[(&[2, 5, 48], VT), (&[16, 48], C), (&[16], C)]),
+        ("add-ln frozen γ, β",   F32, AddLn,   &[(&[8, 50, 64], V), (&[8, 50, 64], V), (&[64], C), (&[64], C)]),
+        ("add-ln strided, const", F32, AddLn,  &[(&[3, 7, 32], VT), (&[3, 7, 32], C), (&[32], C), (&[32], C)]),
+        ("add-ln var γ",         F32, AddLn,   &[(&[5, 384], V), (&[5, 384], V), (&[384], V), (&[384], C)]),
         ("gelu",                 F32, Gelu,    &[(&[3, 70_001], V)]),
         ("gelu strided",         F32, Gelu,    &[(&[4, 6, 10], VT)]),
         ("gelu f64 (any device)", F64, Gelu,   &[(&[4, 6, 10], V)]),
@@ -255,6 +289,8 @@ mod tests {
         match (kind, fused) {
             (Ln, true) => layer_norm(&a[0], &a[1], &a[2], 1e-12),
             (Ln, false) => layer_norm_reference(&a[0], &a[1], &a[2], 1e-12),
+            (AddLn, true) => add_layer_norm(&a[0], &a[1], &a[2], &a[3], 1e-12),
+            (AddLn, false) => layer_norm_reference(&(&a[0] + &a[1])?, &a[2], &a[3], 1e-12),
             (Softmax, _) => {
                 let (s, m) = ((&a[0] * 3.0)?, pad_mask(a[0].dim(0)?, a[0].dim(3)?)?);
                 if fused {

@@ -7,12 +7,12 @@ use super::frozen_input_grad;
 use super::simd::{exp_neg, lane_sum};
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor,
+    bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor,
 };
 use rayon::prelude::*;
 
 /// Rows per rayon task: ~16k floats, so tiny rows (softmax over 48 keys) amortise scheduling.
-fn task_rows(width: usize) -> usize {
+pub(super) fn task_rows(width: usize) -> usize {
     (16_384 / width.max(1)).max(1)
 }
 
@@ -33,131 +33,6 @@ pub(super) unsafe fn uninit(n: usize) -> Vec<f32> {
     // SAFETY: capacity is n; f32 has no invalid bit patterns and the caller initialises all n.
     unsafe { v.set_len(n) };
     v
-}
-
-/// Writes x − mean(x) into `out` and returns 1/√(var + eps) (two passes, as the reference).
-#[inline]
-fn center(out: &mut [f32], x: &[f32], eps: f32) -> f32 {
-    let n = x.len() as f32;
-    let mean = lane_sum([x], |[v]| v) / n;
-    out.iter_mut().zip(x).for_each(|(o, &v)| *o = v - mean);
-    let var = lane_sum([&*out], |[v]| v * v) / n;
-    1.0 / (var + eps).sqrt()
-}
-
-pub(super) struct LayerNorm {
-    pub(super) eps: f32,
-}
-
-impl CustomOp3 for LayerNorm {
-    fn name(&self) -> &'static str {
-        "pets-layer-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, g, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let d = g.len();
-        let mut out = vec![0f32; x.len()];
-        let step = d * task_rows(d);
-        out.par_chunks_mut(step)
-            .zip(x.par_chunks(step))
-            .for_each(|(o, x)| {
-                for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
-                    let rstd = center(o, x, self.eps);
-                    for ((o, &g), &b) in o.iter_mut().zip(g).zip(b) {
-                        *o = *o * rstd * g + b;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let affine = gamma.track_op() || beta.track_op();
-        let op = LayerNormBwd {
-            eps: self.eps,
-            affine,
-        };
-        let out = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
-        let rows = x.elem_count() / gamma.elem_count();
-        let dx = out.narrow(0, 0, rows)?.reshape(x.shape())?;
-        let keep = |t: &Tensor, i| t.track_op().then(|| out.get(rows + i)).transpose();
-        Ok((x.track_op().then_some(dx), keep(gamma, 0)?, keep(beta, 1)?))
-    }
-}
-
-/// dx of layer norm on (x, gamma, grad) as (rows, d); when `affine`, two extra rows hold dgamma
-/// and dbeta, so one pass over the data serves all three gradients.
-struct LayerNormBwd {
-    eps: f32,
-    affine: bool,
-}
-
-impl CustomOp3 for LayerNormBwd {
-    fn name(&self) -> &'static str {
-        "pets-layer-norm-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, g, gr) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let (d, extra) = (g.len(), if self.affine { 2 * g.len() } else { 0 });
-        let mut out = vec![0f32; x.len() + extra];
-        let (dx, tail) = out.split_at_mut(x.len());
-        let step = d * task_rows(d);
-        let partials: Vec<Vec<f32>> = (dx.par_chunks_mut(step).zip(x.par_chunks(step)))
-            .zip(gr.par_chunks(step))
-            .map(|((dx, x), gr)| {
-                let mut acc = vec![0f32; extra];
-                for ((dx, x), gr) in dx.chunks_mut(d).zip(x.chunks(d)).zip(gr.chunks(d)) {
-                    let rstd = center(dx, x, self.eps);
-                    dx.iter_mut().for_each(|v| *v *= rstd); // dx now holds x̂
-                    let a = lane_sum([gr, g], |[u, w]| u * w) / d as f32;
-                    let b = lane_sum([gr, g, &*dx], |[u, w, h]| u * w * h) / d as f32;
-                    if self.affine {
-                        let (ag, ab) = acc.split_at_mut(d);
-                        for (((ag, ab), &u), &h) in ag.iter_mut().zip(ab).zip(gr).zip(&*dx) {
-                            *ag += u * h;
-                            *ab += u;
-                        }
-                    }
-                    for ((v, &u), &w) in dx.iter_mut().zip(gr).zip(g) {
-                        *v = rstd * (u * w - a - *v * b);
-                    }
-                }
-                acc
-            })
-            .collect();
-        for p in partials {
-            tail.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
-        }
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((x.len() / d + extra / d, d)),
-        ))
-    }
 }
 
 pub(super) struct MaskedSoftmax;
