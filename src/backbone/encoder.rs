@@ -269,11 +269,19 @@ impl Encoder {
             &w.attention_norm.beta,
             eps,
         )?;
-        let inner = ad.ffn_in.apply(&a, w.ffn_in.forward(&a)?)?;
         let inner = match self.config.hidden_act.as_str() {
-            "relu" => inner.relu()?,
-            "gelu_new" => inner.gelu()?,
-            _ => ops::gelu_erf(&inner)?,
+            // No module reads the pre-activation: GELU runs inside the linear op.
+            "gelu" if ad.ffn_in.is_empty() => {
+                ops::linear_gelu(&a, &w.ffn_in.weight, Some(&w.ffn_in.bias))?
+            }
+            act => {
+                let inner = ad.ffn_in.apply(&a, w.ffn_in.forward(&a)?)?;
+                match act {
+                    "relu" => inner.relu()?,
+                    "gelu_new" => inner.gelu()?,
+                    _ => ops::gelu_erf(&inner)?,
+                }
+            }
         };
         let out = ad.ffn_out.apply(&inner, w.ffn_out.forward(&inner)?)?;
         let out = self.dropout(&ad.ffn.apply(&a, out)?, train)?;

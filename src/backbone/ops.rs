@@ -7,6 +7,7 @@
 
 mod cpu;
 mod gelu;
+mod linear;
 mod norm;
 pub(crate) mod simd;
 
@@ -14,7 +15,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CudaStorage, CustomOp2, DType, Layout, MetalStorage, Result, Shape, Tensor, D,
 };
-use cpu::{FrozenLinear, MaskedSoftmax};
+use cpu::MaskedSoftmax;
+use linear::{Affine, FrozenLinear};
 use norm::{AddLayerNorm, LayerNorm};
 
 /// Layer norm over the last dim; gradients flow to x, and to gamma/beta only when they are vars
@@ -86,8 +88,19 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
 /// x (..., in) · weightᵀ + bias, weight (out, in). When weight is not a var, the backward pass
 /// computes only the input gradient (no wasted weight gradient).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    frozen_linear(x, weight, bias, false)
+}
+
+/// gelu_erf(linear(x, weight, bias)) with GELU fused into the frozen linear on CPU/F32 (no
+/// separate GELU node; its derivative is applied inside the linear's backward).
+pub fn linear_gelu(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    frozen_linear(x, weight, bias, true)
+}
+
+fn frozen_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
+    let activate = |y: Tensor| if gelu { gelu_erf(&y) } else { Ok(y) };
     if weight.track_op() {
-        return linear_reference(x, weight, bias);
+        return activate(linear_reference(x, weight, bias)?);
     }
     let (n, k) = weight.dims2()?;
     if x.dim(D::Minus1)? != k || bias.is_some_and(|b| b.dims() != [n]) {
@@ -100,12 +113,20 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     }
     // A trainable bias (BitFit) is added outside the op so candle reduces its gradient.
     let frozen_bias = bias.filter(|b| !b.track_op());
-    let y = if fusable(&[x, weight]) && frozen_bias.is_none_or(|b| fusable(&[b])) {
-        let bias = frozen_bias.map(|b| b.contiguous()).transpose()?;
-        x.contiguous()?.apply_op1(FrozenLinear {
+    let cpu = fusable(&[x, weight]) && frozen_bias.is_none_or(|b| fusable(&[b]));
+    let y = if cpu && x.elem_count() > 0 && k > 0 {
+        let fuse_gelu = gelu && bias.is_none_or(|b| !b.track_op());
+        let y = x.contiguous()?.apply_op1(FrozenLinear {
             weight: weight.contiguous()?,
-            bias,
-        })?
+            bias: frozen_bias.map(|b| b.contiguous()).transpose()?,
+            gelu: fuse_gelu,
+            keep: fuse_gelu && x.track_op(),
+            pre: Default::default(),
+        })?;
+        if fuse_gelu {
+            return Ok(y);
+        }
+        y
     } else {
         // Any device/dtype: compute y off the graph, then hang it on x with a copy whose
         // backward is dx only.
@@ -116,9 +137,26 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
             y
         }
     };
+    activate(match bias {
+        Some(b) if b.track_op() => y.broadcast_add(b)?,
+        _ => y,
+    })
+}
+
+/// x (..., in) · weightᵀ (+ bias) for trained weights: on CPU/F32 one node whose backward
+/// gives dx, dW and db together; elsewhere `linear_reference`.
+pub fn affine(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (n, k) = weight.dims2()?;
+    let mut args = vec![x, weight];
+    args.extend(bias);
+    let shapes_ok = x.dim(D::Minus1)? == k && bias.is_none_or(|b| b.dims() == [n]);
+    if !fusable(&args) || !shapes_ok || x.elem_count() == 0 || k == 0 || n == 0 {
+        return linear_reference(x, weight, bias);
+    }
+    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
     match bias {
-        Some(b) if b.track_op() => y.broadcast_add(b),
-        _ => Ok(y),
+        Some(b) => x.apply_op3(&weight, &b.contiguous()?, Affine),
+        None => x.apply_op2(&weight, Affine),
     }
 }
 
@@ -253,9 +291,11 @@ mod tests {
         Linear,
         Gelu,
         AddLn,
+        LinGelu,
+        Aff,
     }
     use DType::{F32, F64};
-    use Kind::{AddLn, Gelu, Linear, Ln, Softmax};
+    use Kind::{AddLn, Aff, Gelu, LinGelu, Linear, Ln, Softmax};
 
     /// Argument flags: a var or a constant (frozen), optionally passed as a transposed view.
     const C: u8 = 0;
@@ -280,6 +320,13 @@ mod tests {
         ("add-ln frozen γ, β",   F32, AddLn,   &[(&[8, 50, 64], V), (&[8, 50, 64], V), (&[64], C), (&[64], C)]),
         ("add-ln strided, const", F32, AddLn,  &[(&[3, 7, 32], VT), (&[3, 7, 32], C), (&[32], C), (&[32], C)]),
         ("add-ln var γ",         F32, AddLn,   &[(&[5, 384], V), (&[5, 384], V), (&[384], V), (&[384], C)]),
+        ("lin+gelu frozen",      F32, LinGelu, &[(&[8, 40, 64], V), (&[96, 64], C), (&[96], C)]),
+        ("lin+gelu strided",     F32, LinGelu, &[(&[2, 5, 48], VT), (&[16, 48], C)]),
+        ("lin+gelu var b",       F32, LinGelu, &[(&[2, 5, 48], V), (&[16, 48], C), (&[16], V)]),
+        ("affine all vars",      F32, Aff,     &[(&[8, 40, 64], V), (&[12, 64], V), (&[12], V)]),
+        ("affine const x",       F32, Aff,     &[(&[2, 5, 48], C), (&[16, 48], V)]),
+        ("affine strided x, w",  F32, Aff,     &[(&[3, 7, 32], VT), (&[24, 32], VT), (&[24], V)]),
+        ("affine f64",           F64, Aff,     &[(&[2, 5, 48], V), (&[16, 48], V), (&[16], V)]),
         ("gelu",                 F32, Gelu,    &[(&[3, 70_001], V)]),
         ("gelu strided",         F32, Gelu,    &[(&[4, 6, 10], VT)]),
         ("gelu f64 (any device)", F64, Gelu,   &[(&[4, 6, 10], V)]),
@@ -301,6 +348,10 @@ mod tests {
             }
             (Linear, true) => linear(&a[0], &a[1], a.get(2)),
             (Linear, false) => linear_reference(&a[0], &a[1], a.get(2)),
+            (LinGelu, true) => linear_gelu(&a[0], &a[1], a.get(2)),
+            (LinGelu, false) => linear_reference(&a[0], &a[1], a.get(2))?.gelu_erf(),
+            (Aff, true) => affine(&a[0], &a[1], a.get(2)),
+            (Aff, false) => linear_reference(&a[0], &a[1], a.get(2)),
             // Scaled so the inputs reach every branch of the erf approximation.
             (Gelu, true) => gelu_erf(&(&a[0] * 3.0)?),
             (Gelu, false) => (&a[0] * 3.0)?.gelu_erf(),

@@ -3,12 +3,8 @@
 //! Kernels read contiguous f32 slices (callers make inputs contiguous), work row by row over
 //! the last dim and split rows across rayon tasks.
 
-use super::frozen_input_grad;
 use super::simd::{exp_neg, lane_sum};
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor,
-};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Rows per rayon task: ~16k floats, so tiny rows (softmax over 48 keys) amortise scheduling.
@@ -139,54 +135,5 @@ impl CustomOp2 for SoftmaxBwd {
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// CPU frozen linear on x: gemm straight from the weight's storage, bias added in place.
-pub(super) struct FrozenLinear {
-    pub(super) weight: Tensor,
-    pub(super) bias: Option<Tensor>,
-}
-
-impl CustomOp1 for FrozenLinear {
-    fn name(&self) -> &'static str {
-        "pets-frozen-linear"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (ws, wl) = self.weight.storage_and_layout();
-        let Storage::Cpu(ws) = &*ws else {
-            bail!("frozen linear: weight is not on the CPU")
-        };
-        let (n, k) = wl.shape().dims2()?;
-        if !l.is_contiguous() {
-            bail!("frozen linear: non-contiguous input {:?}", l.stride());
-        }
-        let rows = l.shape().elem_count() / k;
-        let xl = Layout::contiguous_with_offset((rows, k), l.start_offset());
-        let CpuStorage::F32(mut y) = s.matmul(ws, (1, rows, n, k), &xl, &wl.transpose(0, 1)?)?
-        else {
-            bail!("frozen linear: matmul did not return f32");
-        };
-        if let Some(bias) = &self.bias {
-            let (bs, bl) = bias.storage_and_layout();
-            let Storage::Cpu(bs) = &*bs else {
-                bail!("frozen linear: bias is not on the CPU")
-            };
-            let b = slice(bs, bl)?;
-            y.par_chunks_mut(n * task_rows(n)).for_each(|c| {
-                c.chunks_mut(n)
-                    .for_each(|r| r.iter_mut().zip(b).for_each(|(o, &b)| *o += b))
-            });
-        }
-        let mut dims = l.dims().to_vec();
-        if let Some(d) = dims.last_mut() {
-            *d = n;
-        }
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        frozen_input_grad(x, &self.weight, grad)
     }
 }

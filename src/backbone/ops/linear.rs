@@ -1,0 +1,281 @@
+//! Linear layers on CPU/F32, each a single graph node: frozen (backward gives dx only; GELU
+//! optionally fused into the output) and trainable (dx, dW and db from one backward).
+//!
+//! gemm writes straight into fresh buffers, the bias pre-filled as the accumulator, so there
+//! is no zero-fill and no separate bias pass; unfused, candle's graph adds reshape, transpose
+//! and broadcast-add nodes, each a zero-filled tensor and an add in backward.
+
+use super::cpu::{slice, task_rows, uninit};
+use super::gelu::{gelu_grad_par, gelu_par};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Storage,
+    Tensor,
+};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n), element (r, c) of lhs at
+/// lhs[r·lrs + c·lcs] and likewise for rhs; gemm threads it over rayon when it is big enough.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lrs, lcs): (usize, usize),
+    rhs: &[f32],
+    (rrs, rcs): (usize, usize),
+) -> Result<()> {
+    let reach =
+        |rs: usize, cs: usize, r: usize, c: usize| (r.max(1) - 1) * rs + (c.max(1) - 1) * cs;
+    if dst.len() < m * n || lhs.len() <= reach(lrs, lcs, m, k) || rhs.len() <= reach(rrs, rcs, k, n)
+    {
+        bail!("linear: gemm extents ({m}, {n}, {k}) exceed the buffers");
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // SAFETY: the extents were checked against the slices above.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lcs as isize,
+            lrs as isize,
+            rhs.as_ptr(),
+            rcs as isize,
+            rrs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
+    Ok(())
+}
+
+/// y (rows×n) = x (rows×k) · wᵀ + bias, for w stored (n, k); callers route k = 0 elsewhere.
+fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, n: usize) -> Result<Vec<f32>> {
+    let k = w.len() / n.max(1);
+    let rows = x.len() / k.max(1);
+    // SAFETY: every element is written: by the bias fill, or by gemm when it does not read dst.
+    let mut y = unsafe { uninit(rows * n) };
+    if let Some(b) = bias {
+        y.par_chunks_mut(n * task_rows(n))
+            .for_each(|c| c.chunks_mut(n).for_each(|r| r.copy_from_slice(b)));
+    }
+    gemm_into((rows, n, k), &mut y, bias.is_some(), x, (k, 1), w, (1, k))?;
+    Ok(y)
+}
+
+/// dx (rows×k) = g (rows×n) · w, for w stored (n, k).
+fn input_grad(g: &[f32], w: &[f32], n: usize) -> Result<Vec<f32>> {
+    let k = w.len() / n.max(1);
+    let rows = g.len() / n.max(1);
+    let mut dx = vec![0f32; rows * k];
+    gemm_into((rows, k, n), &mut dx, false, g, (n, 1), w, (k, 1))?;
+    Ok(dx)
+}
+
+/// dw (n×k) = gᵀ (n×rows) · x (rows×k).
+fn weight_grad(g: &[f32], x: &[f32], n: usize, k: usize) -> Result<Vec<f32>> {
+    let rows = g.len() / n.max(1);
+    let mut dw = vec![0f32; n * k];
+    gemm_into((n, k, rows), &mut dw, false, g, (1, n), x, (k, 1))?;
+    Ok(dw)
+}
+
+/// db (n) = Σ over rows of g.
+fn bias_grad(g: &[f32], n: usize) -> Vec<f32> {
+    g.par_chunks(n * task_rows(n))
+        .map(|c| {
+            let mut acc = vec![0f32; n];
+            c.chunks(n)
+                .for_each(|r| acc.iter_mut().zip(r).for_each(|(a, v)| *a += v));
+            acc
+        })
+        .reduce(
+            || vec![0f32; n],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        )
+}
+
+/// The data of a contiguous CPU f32 tensor, from its storage guard.
+fn cpu<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(s) => slice(s, layout),
+        _ => bail!("linear: expected a CPU tensor"),
+    }
+}
+
+fn out_shape(x: &Layout, n: usize) -> Shape {
+    let mut dims = x.dims().to_vec();
+    if let Some(d) = dims.last_mut() {
+        *d = n;
+    }
+    Shape::from(dims)
+}
+
+/// x · Wᵀ + b for frozen W and b, optionally followed by GELU; backward gives dx only.
+pub(super) struct FrozenLinear {
+    pub(super) weight: Tensor,
+    pub(super) bias: Option<Tensor>,
+    pub(super) gelu: bool,
+    /// With `gelu` and a backward pass to come: the pre-activation, for the GELU derivative.
+    pub(super) keep: bool,
+    pub(super) pre: OnceLock<Vec<f32>>,
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "pets-frozen-linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (ws, wl) = self.weight.storage_and_layout();
+        let (w, n) = (cpu(&ws, wl)?, wl.dims()[0]);
+        let bias_guard = self.bias.as_ref().map(|b| b.storage_and_layout());
+        let bias = match &bias_guard {
+            Some((s, l)) => Some(cpu(s, l)?),
+            None => None,
+        };
+        let z = forward(slice(s, l)?, w, bias, n)?;
+        let y = if self.gelu {
+            let y = gelu_par(&z);
+            if self.keep {
+                let _ = self.pre.set(z);
+            }
+            y
+        } else {
+            z
+        };
+        Ok((CpuStorage::F32(y), out_shape(l, n)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        let ((gs, gl), (ws, wl)) = (grad.storage_and_layout(), self.weight.storage_and_layout());
+        let (g, w, n) = (cpu(&gs, gl)?, cpu(&ws, wl)?, wl.dims()[0]);
+        let dx = if self.gelu {
+            let Some(pre) = self.pre.get() else {
+                bail!("frozen linear: backward without the kept pre-activation");
+            };
+            input_grad(&gelu_grad_par(pre, g), w, n)?
+        } else {
+            input_grad(g, w, n)?
+        };
+        Ok(Some(Tensor::from_vec(dx, x.shape(), &Device::Cpu)?))
+    }
+}
+
+/// x · Wᵀ (+ b) for trained W (and b): one node whose backward gives dx, dW and db.
+pub(super) struct Affine;
+
+impl Affine {
+    fn fwd(
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = w.1.dims()[0];
+        let bias = b.map(|(s, l)| slice(s, l)).transpose()?;
+        let y = forward(slice(x.0, x.1)?, slice(w.0, w.1)?, bias, n)?;
+        Ok((CpuStorage::F32(y), out_shape(x.1, n)))
+    }
+
+    /// (dx, dW, db), each only for an input that tracks gradients.
+    fn grads(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        grad: &Tensor,
+    ) -> Result<[Option<Tensor>; 3]> {
+        let grad = grad.contiguous()?;
+        let ((gs, gl), (xs, xl), (ws, wl)) = (
+            grad.storage_and_layout(),
+            x.storage_and_layout(),
+            w.storage_and_layout(),
+        );
+        let (g, xd, wd) = (cpu(&gs, gl)?, cpu(&xs, xl)?, cpu(&ws, wl)?);
+        let (n, k) = w.dims2()?;
+        let dev = &Device::Cpu;
+        let dx = x
+            .track_op()
+            .then(|| Tensor::from_vec(input_grad(g, wd, n)?, x.shape(), dev));
+        let dw = w
+            .track_op()
+            .then(|| Tensor::from_vec(weight_grad(g, xd, n, k)?, (n, k), dev));
+        let db = b
+            .filter(|b| b.track_op())
+            .map(|_| Tensor::from_vec(bias_grad(g, n), n, dev));
+        Ok([dx.transpose()?, dw.transpose()?, db.transpose()?])
+    }
+}
+
+impl CustomOp2 for Affine {
+    fn name(&self) -> &'static str {
+        "pets-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Affine::fwd((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, _] = Affine::grads(x, w, None, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for Affine {
+    fn name(&self) -> &'static str {
+        "pets-affine-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Affine::fwd((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, db] = Affine::grads(x, w, Some(b), grad)?;
+        Ok((dx, dw, db))
+    }
+}
