@@ -121,7 +121,7 @@ fn frozen_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, gelu: bool)
             bias: frozen_bias.map(|b| b.contiguous()).transpose()?,
             gelu: fuse_gelu,
             keep: fuse_gelu && x.track_op(),
-            pre: Default::default(),
+            gelu_grad: Default::default(),
         })?;
         if fuse_gelu {
             return Ok(y);
@@ -166,7 +166,10 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if !fusable(&[x]) || x.elem_count() == 0 {
         return x.gelu_erf();
     }
-    x.contiguous()?.apply_op1(gelu::Gelu)
+    x.contiguous()?.apply_op1(gelu::Gelu {
+        keep: x.track_op(),
+        grad: Default::default(),
+    })
 }
 
 /// Layer norm from primitive ops (two-pass variance, like the fused kernel).

@@ -1,13 +1,15 @@
-//! Fused GELU (erf form) on CPU/F32: one vectorised pass forward, one pass backward.
+//! Fused GELU (erf form) on CPU/F32: one vectorised pass forward, one multiply backward.
 //!
 //! candle's `gelu_erf` runs libm's scalar erff (~10% of a step) and its backward builds the
-//! derivative from ~8 element-wise ops, each a fresh tensor. Here the forward and the input
-//! gradient g·(Φ(x) + x·φ(x)) are single kernels (erf as in `simd::normal_cdf`).
+//! derivative from ~8 element-wise ops, each a fresh tensor. Here the forward pass computes
+//! gelu(x) and, when a backward pass will follow, gelu'(x) from the same Φ(x) (erf as in
+//! `simd::normal_cdf`); backward is then just g · gelu'(x).
 
 use super::cpu::{slice, uninit};
-use super::simd::{gelu, gelu_grad, simd_fn};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use super::simd::{gelu, gelu_and_grad, simd_fn};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Elements per rayon task for element-wise kernels.
 const CHUNK: usize = 16 * 1024;
@@ -17,7 +19,7 @@ const CHUNK: usize = 16 * 1024;
 simd_fn! {
     /// y = gelu(x), element-wise.
     #[allow(clippy::needless_range_loop)]
-    pub(super) fn gelu_slice(x: &[f32], y: &mut [f32]) {
+    fn gelu_slice(x: &[f32], y: &mut [f32]) {
         let n = x.len().min(y.len());
         let (x, y) = (&x[..n], &mut y[..n]);
         for i in 0..n {
@@ -27,38 +29,58 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// dx = g · gelu'(x), element-wise.
+    /// y = gelu(x) and d = gelu'(x), element-wise.
     #[allow(clippy::needless_range_loop)]
-    pub(super) fn gelu_grad_slice(x: &[f32], g: &[f32], dx: &mut [f32]) {
-        let n = x.len().min(g.len()).min(dx.len());
-        let (x, g, dx) = (&x[..n], &g[..n], &mut dx[..n]);
+    fn gelu_grad_slice(x: &[f32], y: &mut [f32], d: &mut [f32]) {
+        let n = x.len().min(y.len()).min(d.len());
+        let (x, y, d) = (&x[..n], &mut y[..n], &mut d[..n]);
         for i in 0..n {
-            dx[i] = g[i] * gelu_grad(x[i]);
+            (y[i], d[i]) = gelu_and_grad(x[i]);
         }
     }
 }
 
-/// y = gelu(x) over a whole buffer, split across rayon tasks.
-pub(super) fn gelu_par(x: &[f32]) -> Vec<f32> {
-    // SAFETY: the chunks cover y and gelu_slice writes every element of its chunk.
+/// gelu(x) over a whole buffer, and gelu'(x) too when `with_grad` (split across rayon tasks).
+pub(super) fn gelu_par(x: &[f32], with_grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+    // SAFETY: the chunks cover y (and d), and the kernels write every element of their chunk.
     let mut y = unsafe { uninit(x.len()) };
+    if !with_grad {
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(y, x)| gelu_slice(x, y));
+        return (y, None);
+    }
+    // SAFETY: as above.
+    let mut d = unsafe { uninit(x.len()) };
     y.par_chunks_mut(CHUNK)
+        .zip(d.par_chunks_mut(CHUNK))
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| gelu_slice(x, y));
-    y
+        .for_each(|((y, d), x)| gelu_grad_slice(x, y, d));
+    (y, Some(d))
 }
 
-/// dx = g · gelu'(x) over a whole buffer, split across rayon tasks.
-pub(super) fn gelu_grad_par(x: &[f32], g: &[f32]) -> Vec<f32> {
-    // SAFETY: the chunks cover dx and gelu_grad_slice writes every element of its chunk.
-    let mut dx = unsafe { uninit(x.len()) };
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-        .for_each(|(d, (x, g))| gelu_grad_slice(x, g, d));
-    dx
+/// g ⊙ d, element-wise (the input gradient through a GELU whose derivative is `d`).
+pub(super) fn times(g: &[f32], d: &[f32]) -> Result<Vec<f32>> {
+    if g.len() != d.len() {
+        candle_core::bail!("gelu backward: {} grads for {} values", g.len(), d.len());
+    }
+    let mut out = vec![0f32; g.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK).zip(d.par_chunks(CHUNK)))
+        .for_each(|(o, (g, d))| {
+            o.iter_mut()
+                .zip(g)
+                .zip(d)
+                .for_each(|((o, g), d)| *o = g * d)
+        });
+    Ok(out)
 }
 
-pub(super) struct Gelu;
+/// The GELU node; `keep` (a backward pass will come) makes it store gelu'(x).
+pub(super) struct Gelu {
+    pub(super) keep: bool,
+    pub(super) grad: OnceLock<Vec<f32>>,
+}
 
 impl CustomOp1 for Gelu {
     fn name(&self) -> &'static str {
@@ -66,33 +88,23 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((CpuStorage::F32(gelu_par(slice(s, l)?)), l.shape().clone()))
+        let (y, d) = gelu_par(slice(s, l)?, self.keep);
+        if let Some(d) = d {
+            let _ = self.grad.set(d);
+        }
+        Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &GeluBwd)?))
-    }
-}
-
-/// (x, g) ↦ g · gelu'(x).
-pub(super) struct GeluBwd;
-
-impl CustomOp2 for GeluBwd {
-    fn name(&self) -> &'static str {
-        "pets-gelu-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
-        if x.len() != g.len() {
-            candle_core::bail!("gelu backward: {} values but {} grads", x.len(), g.len());
-        }
-        Ok((CpuStorage::F32(gelu_grad_par(x, g)), l1.shape().clone()))
+        let Some(d) = self.grad.get() else {
+            candle_core::bail!("gelu: backward without the kept derivative");
+        };
+        let grad = grad.contiguous()?;
+        let (gs, gl) = grad.storage_and_layout();
+        let candle_core::Storage::Cpu(gs) = &*gs else {
+            candle_core::bail!("gelu: expected a CPU gradient");
+        };
+        let dx = times(slice(gs, gl)?, d)?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), &Device::Cpu)?))
     }
 }

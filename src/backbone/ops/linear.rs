@@ -6,7 +6,7 @@
 //! and broadcast-add nodes, each a zero-filled tensor and an add in backward.
 
 use super::cpu::{slice, task_rows, uninit};
-use super::gelu::{gelu_grad_par, gelu_par};
+use super::gelu::{gelu_par, times};
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Storage,
     Tensor,
@@ -132,9 +132,9 @@ pub(super) struct FrozenLinear {
     pub(super) weight: Tensor,
     pub(super) bias: Option<Tensor>,
     pub(super) gelu: bool,
-    /// With `gelu` and a backward pass to come: the pre-activation, for the GELU derivative.
+    /// With `gelu` and a backward pass to come: keep gelu'(pre-activation).
     pub(super) keep: bool,
-    pub(super) pre: OnceLock<Vec<f32>>,
+    pub(super) gelu_grad: OnceLock<Vec<f32>>,
 }
 
 impl CustomOp1 for FrozenLinear {
@@ -152,9 +152,9 @@ impl CustomOp1 for FrozenLinear {
         };
         let z = forward(slice(s, l)?, w, bias, n)?;
         let y = if self.gelu {
-            let y = gelu_par(&z);
-            if self.keep {
-                let _ = self.pre.set(z);
+            let (y, d) = gelu_par(&z, self.keep);
+            if let Some(d) = d {
+                let _ = self.gelu_grad.set(d);
             }
             y
         } else {
@@ -168,10 +168,10 @@ impl CustomOp1 for FrozenLinear {
         let ((gs, gl), (ws, wl)) = (grad.storage_and_layout(), self.weight.storage_and_layout());
         let (g, w, n) = (cpu(&gs, gl)?, cpu(&ws, wl)?, wl.dims()[0]);
         let dx = if self.gelu {
-            let Some(pre) = self.pre.get() else {
-                bail!("frozen linear: backward without the kept pre-activation");
+            let Some(d) = self.gelu_grad.get() else {
+                bail!("frozen linear: backward without the kept GELU derivative");
             };
-            input_grad(&gelu_grad_par(pre, g), w, n)?
+            input_grad(&times(g, d)?, w, n)?
         } else {
             input_grad(g, w, n)?
         };
