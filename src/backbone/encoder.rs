@@ -6,10 +6,11 @@ use super::bmm::batched_matmul;
 use super::config::{part_covers, BackboneShape, BertConfig};
 use super::ops;
 use super::BackboneError;
-use crate::adapters::{LayerAdapters, ParamStore};
+use crate::adapters::{LayerAdapters, ParamStore, SiteModules};
 use crate::spec::BackbonePart;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarBuilder;
+use std::cell::Cell;
 use std::path::Path;
 
 /// Additive mask value for padding: large and finite, so a row never becomes all −inf (NaN).
@@ -255,13 +256,13 @@ impl Encoder {
         train: bool,
     ) -> Result<Tensor> {
         let eps = self.config.layer_norm_eps;
-        let q = ad.query.apply(x, w.query.forward(x)?)?;
-        let k = ad.key.apply(x, w.key.forward(x)?)?;
-        let v = ad.value.apply(x, w.value.forward(x)?)?;
+        let q = site(&ad.query, x, w.query.forward(x)?)?;
+        let k = site(&ad.key, x, w.key.forward(x)?)?;
+        let v = site(&ad.value, x, w.value.forward(x)?)?;
         let context = self.attention(&q, &k, &v, mask, ad, train)?;
-        let context = ad.heads.apply(x, context)?;
-        let attended = ad.output.apply(&context, w.output.forward(&context)?)?;
-        let attended = self.dropout(&ad.attention.apply(x, attended)?, train)?;
+        let context = site(&ad.heads, x, context)?;
+        let attended = site(&ad.output, &context, w.output.forward(&context)?)?;
+        let attended = self.dropout(&site(&ad.attention, x, attended)?, train)?;
         let a = ops::add_layer_norm(
             &attended,
             x,
@@ -275,7 +276,7 @@ impl Encoder {
                 ops::linear_gelu(&a, &w.ffn_in.weight, Some(&w.ffn_in.bias))?
             }
             act => {
-                let inner = ad.ffn_in.apply(&a, w.ffn_in.forward(&a)?)?;
+                let inner = site(&ad.ffn_in, &a, w.ffn_in.forward(&a)?)?;
                 match act {
                     "relu" => inner.relu()?,
                     "gelu_new" => inner.gelu()?,
@@ -283,8 +284,8 @@ impl Encoder {
                 }
             }
         };
-        let out = ad.ffn_out.apply(&inner, w.ffn_out.forward(&inner)?)?;
-        let out = self.dropout(&ad.ffn.apply(&a, out)?, train)?;
+        let out = site(&ad.ffn_out, &inner, w.ffn_out.forward(&inner)?)?;
+        let out = self.dropout(&site(&ad.ffn, &a, out)?, train)?;
         ops::add_layer_norm(&out, &a, &w.ffn_norm.gamma, &w.ffn_norm.beta, eps)
     }
 
@@ -309,7 +310,7 @@ impl Encoder {
             return match &ad.prefix {
                 Some(prefix) => {
                     let (k, v, mask) = prefix.extend(&per_head(k)?, &per_head(v)?, mask)?;
-                    attention::attention(q, &k, &v, &mask, heads)
+                    attention::attention(q, &cut(k), &cut(v), &mask, heads)
                 }
                 None => attention::attention(q, k, v, mask, heads),
             };
@@ -341,10 +342,80 @@ impl Encoder {
     }
 }
 
+thread_local! {
+    static NO_GRAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` without recording an autograd graph through the encoder (like torch.no_grad):
+/// what leaves each adapter site or prefix is detached. A forward-only pass (evaluation,
+/// prediction) then keeps no intermediates alive until its output is dropped, and the fused
+/// ops skip what only a backward pass needs. Nests; `f` must not expect encoder gradients.
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_GRAD.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_GRAD.with(|c| c.replace(true)));
+    f()
+}
+
+/// `t`, detached inside `no_grad`.
+fn cut(t: Tensor) -> Tensor {
+    if NO_GRAD.with(Cell::get) {
+        t.detach()
+    } else {
+        t
+    }
+}
+
+/// `h` modified by the modules of one site (reading `z`), cut from the graph inside `no_grad`.
+fn site(modules: &SiteModules, z: &Tensor, h: Tensor) -> Result<Tensor> {
+    Ok(cut(modules.apply(z, h)?))
+}
+
 /// Mean of the hidden states over real tokens: (b, t, d), mask (b, t) → (b, d).
 pub fn mean_pool(hidden: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
     let mask = attention_mask.unsqueeze(D::Minus1)?;
     let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
     let counts = mask.sum(1)?.clamp(1.0, f64::MAX)?;
     summed.broadcast_div(&counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{make_batch, TokenizedSplit};
+    use crate::model::AdaptedModel;
+    use crate::spec::{parse_ron, Design};
+
+    #[test]
+    fn no_grad_gives_the_same_output_without_a_graph() -> crate::Result<()> {
+        let design: Design = parse_ron(
+            r#"Design(name: "t", modules: [
+                Module(form: Lora(r: 4, alpha: 8.0), site: Projection(Query), init: Normal(0.1)),
+                Module(form: Prefix(l: 3), site: AttentionHeads),
+                Module(form: Bottleneck(r: 8, activation: Gelu), site: Ffn, insertion: Parallel),
+            ])"#,
+            "test",
+        )?;
+        let model = AdaptedModel::build(super::super::tiny::tiny_encoder(1)?, &design, 2, 0)?;
+        let split = TokenizedSplit {
+            ids: vec![vec![1, 5, 9, 2], vec![1, 7, 2]],
+            labels: vec![0, 1],
+        };
+        let batch = make_batch(&split, &[0, 1], 0, &Device::Cpu)?;
+        let with_graph = model.pooled(&batch, false)?;
+        let without = no_grad(|| model.pooled(&batch, false))?;
+        assert!(with_graph.track_op() && !without.track_op());
+        let diff = (with_graph - &without)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        // The flag is restored: the graph is recorded again afterwards.
+        assert!(model.pooled(&batch, false)?.track_op());
+        Ok(())
+    }
 }
