@@ -3,60 +3,17 @@
 
 use super::attention;
 use super::bmm::batched_matmul;
-use super::config::{part_covers, BackboneShape, BertConfig};
+use super::config::BertConfig;
 use super::ops;
-use super::BackboneError;
-use crate::adapters::{LayerAdapters, ParamStore, SiteModules};
-use crate::spec::BackbonePart;
-use candle_core::{DType, Device, Result, Tensor, Var, D};
-use candle_nn::VarBuilder;
+use crate::adapters::{LayerAdapters, SiteModules};
+use candle_core::{Result, Tensor, D};
 use std::cell::Cell;
-use std::path::Path;
+use weights::{Layer, Norm};
+
+mod weights;
 
 /// Additive mask value for padding: large and finite, so a row never becomes all −inf (NaN).
 const MASKED: f32 = -1e9;
-
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn load(vb: &VarBuilder, input: usize, output: usize) -> Result<Self> {
-        Ok(Linear {
-            weight: vb.get((output, input), "weight")?,
-            bias: vb.get(output, "bias")?,
-        })
-    }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::linear(x, &self.weight, Some(&self.bias))
-    }
-}
-
-struct Norm {
-    gamma: Tensor,
-    beta: Tensor,
-}
-
-impl Norm {
-    fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
-        Ok(Norm {
-            gamma: vb.get(d, "weight")?,
-            beta: vb.get(d, "bias")?,
-        })
-    }
-}
-
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    output: Linear,
-    attention_norm: Norm,
-    ffn_in: Linear,
-    ffn_out: Linear,
-    ffn_norm: Norm,
-}
 
 /// How the frozen encoder runs: dropout is an explicit choice (off keeps it deterministic).
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,141 +32,6 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Loads `config.json` and `model.safetensors` from an HF-style folder.
-    pub fn from_folder(dir: &Path, device: &Device) -> std::result::Result<Encoder, BackboneError> {
-        let config = BertConfig::from_file(&dir.join("config.json"))?;
-        let weights = dir.join("model.safetensors");
-        let err = |e: candle_core::Error| BackboneError::Weights {
-            path: weights.display().to_string(),
-            message: e.to_string(),
-        };
-        // SAFETY: the file is memory-mapped read-only; pets never writes to model files.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .map_err(err)?;
-        Encoder::load(vb, config).map_err(err)
-    }
-
-    /// Builds from any var builder (tests use random weights).
-    pub fn load(vb: VarBuilder, config: BertConfig) -> Result<Encoder> {
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
-        } else {
-            vb
-        };
-        let s = config.shape();
-        let (d, f) = (s.hidden, s.ffn);
-        let e = vb.pp("embeddings");
-        let mut layers = Vec::with_capacity(s.layers);
-        for i in 0..s.layers {
-            let l = vb.pp(format!("encoder.layer.{i}"));
-            let (att, selfatt) = (l.pp("attention"), l.pp("attention").pp("self"));
-            layers.push(Layer {
-                query: Linear::load(&selfatt.pp("query"), d, d)?,
-                key: Linear::load(&selfatt.pp("key"), d, d)?,
-                value: Linear::load(&selfatt.pp("value"), d, d)?,
-                output: Linear::load(&att.pp("output").pp("dense"), d, d)?,
-                attention_norm: Norm::load(&att.pp("output").pp("LayerNorm"), d)?,
-                ffn_in: Linear::load(&l.pp("intermediate").pp("dense"), d, f)?,
-                ffn_out: Linear::load(&l.pp("output").pp("dense"), f, d)?,
-                ffn_norm: Norm::load(&l.pp("output").pp("LayerNorm"), d)?,
-            });
-        }
-        Ok(Encoder {
-            word: e.get((s.vocab, d), "word_embeddings.weight")?,
-            position: e.get((s.max_positions, d), "position_embeddings.weight")?,
-            token_type: e.get((s.type_vocab, d), "token_type_embeddings.weight")?,
-            embedding_norm: Norm::load(&e.pp("LayerNorm"), d)?,
-            layers,
-            config,
-            options: RunOptions::default(),
-        })
-    }
-
-    pub fn device(&self) -> &Device {
-        self.word.device()
-    }
-
-    pub fn shape(&self) -> BackboneShape {
-        self.config.shape()
-    }
-
-    /// Every backbone tensor with its HF name, in the order of `BackboneShape::tensor_inventory`.
-    fn tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
-        let mut out: Vec<(String, &mut Tensor)> = vec![
-            ("embeddings.word_embeddings.weight".into(), &mut self.word),
-            (
-                "embeddings.position_embeddings.weight".into(),
-                &mut self.position,
-            ),
-            (
-                "embeddings.token_type_embeddings.weight".into(),
-                &mut self.token_type,
-            ),
-            (
-                "embeddings.LayerNorm.weight".into(),
-                &mut self.embedding_norm.gamma,
-            ),
-            (
-                "embeddings.LayerNorm.bias".into(),
-                &mut self.embedding_norm.beta,
-            ),
-        ];
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let p = format!("encoder.layer.{i}");
-            for (name, lin) in [
-                ("attention.self.query", &mut l.query),
-                ("attention.self.key", &mut l.key),
-                ("attention.self.value", &mut l.value),
-                ("attention.output.dense", &mut l.output),
-            ] {
-                out.push((format!("{p}.{name}.weight"), &mut lin.weight));
-                out.push((format!("{p}.{name}.bias"), &mut lin.bias));
-            }
-            out.push((
-                format!("{p}.attention.output.LayerNorm.weight"),
-                &mut l.attention_norm.gamma,
-            ));
-            out.push((
-                format!("{p}.attention.output.LayerNorm.bias"),
-                &mut l.attention_norm.beta,
-            ));
-            out.push((
-                format!("{p}.intermediate.dense.weight"),
-                &mut l.ffn_in.weight,
-            ));
-            out.push((format!("{p}.intermediate.dense.bias"), &mut l.ffn_in.bias));
-            out.push((format!("{p}.output.dense.weight"), &mut l.ffn_out.weight));
-            out.push((format!("{p}.output.dense.bias"), &mut l.ffn_out.bias));
-            out.push((
-                format!("{p}.output.LayerNorm.weight"),
-                &mut l.ffn_norm.gamma,
-            ));
-            out.push((format!("{p}.output.LayerNorm.bias"), &mut l.ffn_norm.beta));
-        }
-        out
-    }
-
-    /// Every backbone tensor with its HF name (plain tensors unless unfrozen).
-    pub fn backbone_tensors(&mut self) -> Vec<(String, Tensor)> {
-        self.tensors_mut()
-            .into_iter()
-            .map(|(n, t)| (n, t.clone()))
-            .collect()
-    }
-
-    /// Makes the backbone tensors that `parts` cover trainable, registering them in `store`
-    /// under `backbone.<HF name>`.
-    pub fn unfreeze(&mut self, parts: &[BackbonePart], store: &mut ParamStore) -> Result<()> {
-        for (name, tensor) in self.tensors_mut() {
-            if parts.iter().any(|p| part_covers(*p, &name)) {
-                let var = Var::from_tensor(tensor)?;
-                *tensor = var.as_tensor().clone();
-                store.adopt(&format!("backbone.{name}"), var);
-            }
-        }
-        Ok(())
-    }
-
     /// Hidden states of the last layer, (b, t, hidden). `plan` holds one entry per layer.
     pub fn forward(
         &self,
@@ -225,18 +47,16 @@ impl Encoder {
             .word
             .index_select(&input_ids.flatten_all()?, 0)?
             .reshape((b, t, d))?;
-        let positions = self.position.narrow(0, 0, t)?;
-        let types = self.token_type.narrow(0, 0, 1)?;
-        let x = words.broadcast_add(&positions)?.broadcast_add(&types)?;
-        let mut x = self.dropout(
-            &ops::layer_norm(
-                &x,
-                &self.embedding_norm.gamma,
-                &self.embedding_norm.beta,
-                eps,
-            )?,
-            train,
-        )?;
+        // Position and token-type rows are the same for every sequence: add them once (t, d),
+        // and add the words inside the fused norm.
+        let shared = self
+            .position
+            .narrow(0, 0, t)?
+            .broadcast_add(&self.token_type.narrow(0, 0, 1)?)?
+            .broadcast_as((b, t, d))?;
+        let (gamma, beta) = (&self.embedding_norm.gamma, &self.embedding_norm.beta);
+        let x = ops::add_layer_norm(&words, &shared, gamma, beta, eps)?;
+        let mut x = self.dropout(&x, train)?;
         // (1 - mask) · MASKED, shaped (b, 1, 1, t) for every head and query.
         let mask = ((attention_mask.ones_like()? - attention_mask)? * MASKED as f64)?
             .reshape((b, 1, 1, t))?;
@@ -389,6 +209,7 @@ mod tests {
     use crate::batch::{make_batch, TokenizedSplit};
     use crate::model::AdaptedModel;
     use crate::spec::{parse_ron, Design};
+    use candle_core::Device;
 
     #[test]
     fn no_grad_gives_the_same_output_without_a_graph() -> crate::Result<()> {
