@@ -105,6 +105,14 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+impl Out {
+    /// The pointer `offset` elements in (closures calling this capture the whole `Out`, which
+    /// is Send, rather than its raw-pointer field).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// dst (m×n, rows dst_rs apart) = alpha·dst (when `acc`) + beta · lhs (m×k) · rhs (k×n), with
 /// element (r, c) of lhs at lhs[r·lrs + c·lcs], likewise for rhs; single-threaded.
 #[allow(clippy::too_many_arguments)]
@@ -153,7 +161,7 @@ struct Attention {
     probs: OnceLock<Vec<f32>>,
 }
 
-fn cpu_f32<'a>(t: &'a Storage) -> Result<&'a [f32]> {
+fn cpu_f32(t: &Storage) -> Result<&[f32]> {
     match t {
         Storage::Cpu(s) => s.as_slice::<f32>(),
         _ => bail!("attention: expected CPU storage"),
@@ -203,7 +211,6 @@ impl CustomOp3 for Attention {
             .enumerate()
             .for_each(|(task, p)| {
                 let (i, h) = (task / heads, task % heads);
-                let dst = dst;
                 // SAFETY: q/k/v blocks lie inside their storages (layouts checked by candle);
                 // this task writes only rows of head h of batch i in `out`.
                 unsafe {
@@ -223,7 +230,7 @@ impl CustomOp3 for Attention {
                 // SAFETY: as above; out rows are d apart, head h occupies columns h·dh..+dh.
                 unsafe {
                     let vp = v.as_ptr().add(vh.at(i, h));
-                    let o = dst.0.add(i * t * d + h * dh);
+                    let o = dst.at(i * t * d + h * dh);
                     small_gemm((t, dh, s), o, d, p.as_ptr(), (s, 1), vp, (vh.ss, 1), 1.0);
                 }
             });
@@ -277,7 +284,6 @@ impl CustomOp3 for Attention {
             || vec![0f32; t * s],
             |ds, task| {
                 let (i, h) = (task / heads, task % heads);
-                let (pq, pk, pv) = (pq, pk, pv);
                 let p = &probs[task * t * s..(task + 1) * t * s];
                 // SAFETY: all blocks lie inside their buffers; this task writes only head h of
                 // batch i of dq, dk and dv.
@@ -286,7 +292,7 @@ impl CustomOp3 for Attention {
                     let (qp, kp) = (qd.as_ptr().add(qh.at(i, h)), kd.as_ptr().add(kh.at(i, h)));
                     let vp = vd.as_ptr().add(vh.at(i, h));
                     // dv = pᵀ·g
-                    let o = pv.0.add(gv.at(i, h));
+                    let o = pv.at(gv.at(i, h));
                     small_gemm((s, dh, t), o, gv.ss, p.as_ptr(), (1, s), gp, (d, 1), 1.0);
                     // dp = g·vᵀ, then ds = p ⊙ (dp − Σ dp·p) (softmax backward)
                     small_gemm(
@@ -301,7 +307,7 @@ impl CustomOp3 for Attention {
                     );
                     softmax_grad_rows(ds, p, s);
                     // dq = scale·ds·k, dk = scale·dsᵀ·q
-                    let o = pq.0.add(gq.at(i, h));
+                    let o = pq.at(gq.at(i, h));
                     small_gemm(
                         (t, dh, s),
                         o,
@@ -312,7 +318,7 @@ impl CustomOp3 for Attention {
                         (kh.ss, 1),
                         scale,
                     );
-                    let o = pk.0.add(gk.at(i, h));
+                    let o = pk.at(gk.at(i, h));
                     small_gemm(
                         (s, dh, t),
                         o,

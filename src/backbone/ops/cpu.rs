@@ -6,6 +6,7 @@
 use super::simd::{exp_neg, lane_sum};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Rows per rayon task: ~16k floats, so tiny rows (softmax over 48 keys) amortise scheduling.
 pub(super) fn task_rows(width: usize) -> usize {
@@ -19,14 +20,15 @@ pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// A buffer of `n` floats without the zero-fill pass of `vec![0.0; n]` (which, for the large
-/// activations here, costs as much as the kernel that then overwrites it).
+/// `n` floats written by `fill`, without the zero-fill pass of `vec![0.0; n]` (which, for the
+/// large activations here, costs about as much as the kernel that then overwrites it).
 ///
 /// # Safety
-/// The caller must write every element before reading any of them.
-pub(super) unsafe fn uninit(n: usize) -> Vec<f32> {
+/// `fill` must initialise every element of the slice it is given.
+pub(super) unsafe fn filled_with(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
     let mut v = Vec::with_capacity(n);
-    // SAFETY: capacity is n; f32 has no invalid bit patterns and the caller initialises all n.
+    fill(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: the caller guarantees that `fill` initialised all n elements.
     unsafe { v.set_len(n) };
     v
 }

@@ -5,10 +5,11 @@
 //! gelu(x) and, when a backward pass will follow, gelu'(x) from the same Φ(x) (erf as in
 //! `simd::normal_cdf`); backward is then just g · gelu'(x).
 
-use super::cpu::{slice, uninit};
+use super::cpu::{filled_with, slice};
 use super::simd::{gelu, gelu_and_grad, simd_fn};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// Elements per rayon task for element-wise kernels.
@@ -19,11 +20,11 @@ const CHUNK: usize = 16 * 1024;
 simd_fn! {
     /// y = gelu(x), element-wise.
     #[allow(clippy::needless_range_loop)]
-    fn gelu_slice(x: &[f32], y: &mut [f32]) {
+    fn gelu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
         let n = x.len().min(y.len());
         let (x, y) = (&x[..n], &mut y[..n]);
         for i in 0..n {
-            y[i] = gelu(x[i]);
+            y[i].write(gelu(x[i]));
         }
     }
 }
@@ -31,31 +32,43 @@ simd_fn! {
 simd_fn! {
     /// y = gelu(x) and d = gelu'(x), element-wise.
     #[allow(clippy::needless_range_loop)]
-    fn gelu_grad_slice(x: &[f32], y: &mut [f32], d: &mut [f32]) {
+    fn gelu_grad_slice(x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]) {
         let n = x.len().min(y.len()).min(d.len());
         let (x, y, d) = (&x[..n], &mut y[..n], &mut d[..n]);
         for i in 0..n {
-            (y[i], d[i]) = gelu_and_grad(x[i]);
+            let (g, dg) = gelu_and_grad(x[i]);
+            y[i].write(g);
+            d[i].write(dg);
         }
     }
 }
 
 /// gelu(x) over a whole buffer, and gelu'(x) too when `with_grad` (split across rayon tasks).
 pub(super) fn gelu_par(x: &[f32], with_grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
-    // SAFETY: the chunks cover y (and d), and the kernels write every element of their chunk.
-    let mut y = unsafe { uninit(x.len()) };
+    let n = x.len();
     if !with_grad {
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| gelu_slice(x, y));
+        // SAFETY: the chunks cover the buffer and gelu_slice writes all of its chunk.
+        let y = unsafe {
+            filled_with(n, |y| {
+                y.par_chunks_mut(CHUNK)
+                    .zip(x.par_chunks(CHUNK))
+                    .for_each(|(y, x)| gelu_slice(x, y))
+            })
+        };
         return (y, None);
     }
-    // SAFETY: as above.
-    let mut d = unsafe { uninit(x.len()) };
-    y.par_chunks_mut(CHUNK)
-        .zip(d.par_chunks_mut(CHUNK))
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|((y, d), x)| gelu_grad_slice(x, y, d));
+    let mut d = Vec::with_capacity(n);
+    // SAFETY: the chunks cover both buffers and gelu_grad_slice writes all of its chunks.
+    let y = unsafe {
+        filled_with(n, |y| {
+            y.par_chunks_mut(CHUNK)
+                .zip(d.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
+                .zip(x.par_chunks(CHUNK))
+                .for_each(|((y, d), x)| gelu_grad_slice(x, y, d))
+        })
+    };
+    // SAFETY: written above, chunk by chunk, together with y.
+    unsafe { d.set_len(n) };
     (y, Some(d))
 }
 
@@ -64,16 +77,26 @@ pub(super) fn times(g: &[f32], d: &[f32]) -> Result<Vec<f32>> {
     if g.len() != d.len() {
         candle_core::bail!("gelu backward: {} grads for {} values", g.len(), d.len());
     }
-    let mut out = vec![0f32; g.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK).zip(d.par_chunks(CHUNK)))
-        .for_each(|(o, (g, d))| {
-            o.iter_mut()
-                .zip(g)
-                .zip(d)
-                .for_each(|((o, g), d)| *o = g * d)
-        });
-    Ok(out)
+    // SAFETY: the chunks cover the buffer and every element of each is written.
+    Ok(unsafe {
+        filled_with(g.len(), |out| {
+            out.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK).zip(d.par_chunks(CHUNK)))
+                .for_each(|(o, (g, d))| times_slice(g, d, o))
+        })
+    })
+}
+
+simd_fn! {
+    /// out = g ⊙ d, element-wise.
+    #[allow(clippy::needless_range_loop)]
+    fn times_slice(g: &[f32], d: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let n = g.len().min(d.len()).min(out.len());
+        let (g, d, out) = (&g[..n], &d[..n], &mut out[..n]);
+        for i in 0..n {
+            out[i].write(g[i] * d[i]);
+        }
+    }
 }
 
 /// The GELU node; `keep` (a backward pass will come) makes it store gelu'(x).

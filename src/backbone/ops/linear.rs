@@ -5,92 +5,101 @@
 //! is no zero-fill and no separate bias pass; unfused, candle's graph adds reshape, transpose
 //! and broadcast-add nodes, each a zero-filled tensor and an add in backward.
 
-use super::cpu::{slice, task_rows, uninit};
+use super::cpu::{filled_with, slice, task_rows};
 use super::gelu::{gelu_par, times};
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Storage,
     Tensor,
 };
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
-/// dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n), element (r, c) of lhs at
-/// lhs[r·lrs + c·lcs] and likewise for rhs; gemm threads it over rayon when it is big enough.
-#[allow(clippy::too_many_arguments)]
-fn gemm_into(
+/// lhs (m×k) · rhs (k×n) [+ `bias` on every row] as a fresh row-major (m×n) buffer, element
+/// (r, c) of lhs at lhs[r·lrs + c·lcs] and likewise for rhs. gemm writes straight into the
+/// buffer (the bias, if any, pre-filled as its accumulator) and threads over rayon when the
+/// product is big enough.
+fn product(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
     lhs: &[f32],
     (lrs, lcs): (usize, usize),
     rhs: &[f32],
     (rrs, rcs): (usize, usize),
-) -> Result<()> {
-    let reach =
-        |rs: usize, cs: usize, r: usize, c: usize| (r.max(1) - 1) * rs + (c.max(1) - 1) * cs;
-    if dst.len() < m * n || lhs.len() <= reach(lrs, lcs, m, k) || rhs.len() <= reach(rrs, rcs, k, n)
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let last = |rs: usize, cs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
+    let empty = m == 0 || n == 0 || k == 0;
+    if bias.is_some_and(|b| b.len() != n)
+        || (!empty && (lhs.len() <= last(lrs, lcs, m, k) || rhs.len() <= last(rrs, rcs, k, n)))
     {
         bail!("linear: gemm extents ({m}, {n}, {k}) exceed the buffers");
     }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    // SAFETY: the extents were checked against the slices above.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lcs as isize,
-            lrs as isize,
-            rhs.as_ptr(),
-            rcs as isize,
-            rrs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(rayon::current_num_threads()),
-        )
-    }
-    Ok(())
+    let fill_rows = |dst: &mut [MaybeUninit<f32>]| {
+        dst.par_chunks_mut(n.max(1) * task_rows(n)).for_each(|c| {
+            for row in c.chunks_mut(n.max(1)) {
+                match bias {
+                    Some(b) => {
+                        row.write_copy_of_slice(b);
+                    }
+                    None => row.fill(MaybeUninit::new(0.0)),
+                }
+            }
+        })
+    };
+    // SAFETY: every element is written: by fill_rows, or by gemm, which writes all m×n
+    // elements when it does not read dst (m, n, k > 0); with a bias it accumulates onto the
+    // rows fill_rows wrote. The extents were checked against the slices above.
+    Ok(unsafe {
+        filled_with(m * n, |dst| {
+            if bias.is_some() || empty {
+                fill_rows(dst);
+            }
+            if empty {
+                return;
+            }
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr().cast::<f32>(),
+                1,
+                n as isize,
+                bias.is_some(),
+                lhs.as_ptr(),
+                lcs as isize,
+                lrs as isize,
+                rhs.as_ptr(),
+                rcs as isize,
+                rrs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            )
+        })
+    })
 }
 
-/// y (rows×n) = x (rows×k) · wᵀ + bias, for w stored (n, k); callers route k = 0 elsewhere.
+/// y (rows×n) = x (rows×k) · wᵀ + bias, for w stored (n, k).
 fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, n: usize) -> Result<Vec<f32>> {
     let k = w.len() / n.max(1);
-    let rows = x.len() / k.max(1);
-    // SAFETY: every element is written: by the bias fill, or by gemm when it does not read dst.
-    let mut y = unsafe { uninit(rows * n) };
-    if let Some(b) = bias {
-        y.par_chunks_mut(n * task_rows(n))
-            .for_each(|c| c.chunks_mut(n).for_each(|r| r.copy_from_slice(b)));
-    }
-    gemm_into((rows, n, k), &mut y, bias.is_some(), x, (k, 1), w, (1, k))?;
-    Ok(y)
+    let rows = x.len().checked_div(k).unwrap_or(0);
+    product((rows, n, k), x, (k, 1), w, (1, k), bias)
 }
 
 /// dx (rows×k) = g (rows×n) · w, for w stored (n, k).
 fn input_grad(g: &[f32], w: &[f32], n: usize) -> Result<Vec<f32>> {
     let k = w.len() / n.max(1);
     let rows = g.len() / n.max(1);
-    let mut dx = vec![0f32; rows * k];
-    gemm_into((rows, k, n), &mut dx, false, g, (n, 1), w, (k, 1))?;
-    Ok(dx)
+    product((rows, k, n), g, (n, 1), w, (k, 1), None)
 }
 
 /// dw (n×k) = gᵀ (n×rows) · x (rows×k).
 fn weight_grad(g: &[f32], x: &[f32], n: usize, k: usize) -> Result<Vec<f32>> {
     let rows = g.len() / n.max(1);
-    let mut dw = vec![0f32; n * k];
-    gemm_into((n, k, rows), &mut dw, false, g, (1, n), x, (k, 1))?;
-    Ok(dw)
+    product((n, k, rows), g, (1, n), x, (k, 1), None)
 }
 
 /// db (n) = Σ over rows of g.

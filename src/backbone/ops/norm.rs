@@ -1,12 +1,13 @@
 //! Fused layer norm on CPU/F32, plain or of a residual sum LN(a + b), with one-pass backward
 //! kernels that read the inputs in place and return dx (and dγ, dβ when they are trained).
 
-use super::cpu::{slice, task_rows, uninit};
+use super::cpu::{filled_with, slice, task_rows};
 use super::simd::{lane_sum, simd_fn};
 use candle_core::{
     bail, CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor,
 };
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Centres `row` in place (row ← row − mean) and returns 1/√(var + eps), two passes as the
 /// reference does.
@@ -21,30 +22,38 @@ fn center(row: &mut [f32], eps: f32) -> f32 {
     1.0 / (var + eps).sqrt()
 }
 
-/// row ← a (+ b when `b` is not empty).
+/// Writes a (+ b when `b` is not empty) into `row` and returns it, initialised.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn load(row: &mut [f32], a: &[f32], b: &[f32]) {
+fn load<'r>(row: &'r mut [MaybeUninit<f32>], a: &[f32], b: &[f32]) -> &'r mut [f32] {
     let d = row.len();
     if b.is_empty() {
-        row.copy_from_slice(&a[..d]);
-    } else {
-        let (a, b) = (&a[..d], &b[..d]);
-        for j in 0..d {
-            row[j] = a[j] + b[j];
-        }
+        return row.write_copy_of_slice(&a[..d]);
     }
+    let (a, b) = (&a[..d], &b[..d]);
+    for j in 0..d {
+        row[j].write(a[j] + b[j]);
+    }
+    // SAFETY: every element was written just above.
+    unsafe { row.assume_init_mut() }
 }
 
 simd_fn! {
     /// Rows of width γ.len(): out ← LN(a [+ b])·γ + β.
     #[allow(clippy::needless_range_loop)]
-    fn forward_rows(out: &mut [f32], a: &[f32], b: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    fn forward_rows(
+        out: &mut [MaybeUninit<f32>],
+        a: &[f32],
+        b: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) {
         let d = gamma.len();
         let beta = &beta[..d];
         for (r, o) in out.chunks_exact_mut(d).enumerate() {
             let rows = r * d..(r + 1) * d;
-            load(o, &a[rows.clone()], if b.is_empty() { b } else { &b[rows] });
+            let o = load(o, &a[rows.clone()], if b.is_empty() { b } else { &b[rows] });
             let rstd = center(o, eps);
             for j in 0..d {
                 o[j] = o[j] * rstd * gamma[j] + beta[j];
@@ -58,7 +67,7 @@ simd_fn! {
     /// floats, dγ and dβ of these rows are added to it.
     #[allow(clippy::needless_range_loop)]
     fn backward_rows(
-        dx: &mut [f32],
+        dx: &mut [MaybeUninit<f32>],
         a: &[f32],
         b: &[f32],
         grad: &[f32],
@@ -70,7 +79,7 @@ simd_fn! {
         for (r, h) in dx.chunks_exact_mut(d).enumerate() {
             let rows = r * d..(r + 1) * d;
             let u = &grad[rows.clone()];
-            load(h, &a[rows.clone()], if b.is_empty() { b } else { &b[rows] });
+            let h = load(h, &a[rows.clone()], if b.is_empty() { b } else { &b[rows] });
             let rstd = center(h, eps);
             for j in 0..d {
                 h[j] *= rstd; // h is x̂ now
@@ -94,14 +103,17 @@ simd_fn! {
 /// LN(a [+ b])·γ + β over contiguous rows, split across rayon tasks.
 fn forward(a: &[f32], b: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
     let step = gamma.len() * task_rows(gamma.len());
-    // SAFETY: the chunks cover `out`, and forward_rows writes every element of its chunk.
-    let mut out = unsafe { uninit(a.len()) };
-    out.par_chunks_mut(step).enumerate().for_each(|(i, o)| {
-        let part = i * step..i * step + o.len();
-        let b = if b.is_empty() { b } else { &b[part.clone()] };
-        forward_rows(o, &a[part], b, gamma, beta, eps);
-    });
-    out
+    // SAFETY: the chunks cover the buffer, and forward_rows writes all of its chunk (whole
+    // rows: the length is a multiple of d).
+    unsafe {
+        filled_with(a.len(), |out| {
+            out.par_chunks_mut(step).enumerate().for_each(|(i, o)| {
+                let part = i * step..i * step + o.len();
+                let b = if b.is_empty() { b } else { &b[part.clone()] };
+                forward_rows(o, &a[part], b, gamma, beta, eps);
+            })
+        })
+    }
 }
 
 /// The data of a contiguous CPU f32 tensor, from its storage guard.
@@ -136,19 +148,24 @@ fn backward(
     let d = gamma_s.len();
     let step = d * task_rows(d);
     let extra = if affine { 2 * d } else { 0 };
-    // SAFETY: the chunks cover `dx`, and backward_rows writes every element of its chunk.
-    let mut dx = unsafe { uninit(xa.len()) };
-    let partials: Vec<Vec<f32>> = dx
-        .par_chunks_mut(step)
-        .enumerate()
-        .map(|(i, out)| {
-            let part = i * step..i * step + out.len();
-            let xb = if xb.is_empty() { xb } else { &xb[part.clone()] };
-            let mut acc = vec![0f32; extra];
-            backward_rows(out, &xa[part.clone()], xb, &u[part], gamma_s, eps, &mut acc);
-            acc
+    let mut partials: Vec<Vec<f32>> = Vec::new();
+    // SAFETY: the chunks cover the buffer, and backward_rows writes all of its chunk (whole
+    // rows: the length is a multiple of d).
+    let dx = unsafe {
+        filled_with(xa.len(), |dx| {
+            partials = dx
+                .par_chunks_mut(step)
+                .enumerate()
+                .map(|(i, out)| {
+                    let part = i * step..i * step + out.len();
+                    let xb = if xb.is_empty() { xb } else { &xb[part.clone()] };
+                    let mut acc = vec![0f32; extra];
+                    backward_rows(out, &xa[part.clone()], xb, &u[part], gamma_s, eps, &mut acc);
+                    acc
+                })
+                .collect()
         })
-        .collect();
+    };
     let mut acc = vec![0f32; extra];
     for p in partials {
         acc.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
