@@ -76,10 +76,16 @@ impl Encoder {
         train: bool,
     ) -> Result<Tensor> {
         let eps = self.config.layer_norm_eps;
-        let q = site(&ad.query, x, w.query.forward(x)?)?;
-        let k = site(&ad.key, x, w.key.forward(x)?)?;
-        let v = site(&ad.value, x, w.value.forward(x)?)?;
-        let context = self.attention(&q, &k, &v, mask, ad, train)?;
+        let probs_dropout = train && self.options.dropout > 0.0;
+        let context = if w.packed_qkv(ad, x) && !probs_dropout {
+            let heads = self.config.num_attention_heads;
+            attention::attention_packed(&w.qkv.forward(x)?, mask, heads)?
+        } else {
+            let q = site(&ad.query, x, w.query.forward(x)?)?;
+            let k = site(&ad.key, x, w.key.forward(x)?)?;
+            let v = site(&ad.value, x, w.value.forward(x)?)?;
+            self.attention(&q, &k, &v, mask, ad, train)?
+        };
         let context = site(&ad.heads, x, context)?;
         let attended = site(&ad.output, &context, w.output.forward(&context)?)?;
         let attended = self.dropout(&site(&ad.attention, x, attended)?, train)?;

@@ -45,11 +45,30 @@ pub(super) struct Layer {
     pub(super) query: Linear,
     pub(super) key: Linear,
     pub(super) value: Linear,
+    /// query, key and value stacked (3·d, d): one projection when no module needs them apart.
+    /// A copy of the frozen tensors; unused once any of them is unfrozen (see `packed_qkv`).
+    pub(super) qkv: Linear,
     pub(super) output: Linear,
     pub(super) attention_norm: Norm,
     pub(super) ffn_in: Linear,
     pub(super) ffn_out: Linear,
     pub(super) ffn_norm: Norm,
+}
+
+impl Layer {
+    /// Whether q, k and v can come from the stacked projection: no module reads or changes
+    /// them apart, none of their tensors is trained, and attention runs fused.
+    pub(super) fn packed_qkv(&self, ad: &crate::adapters::LayerAdapters, x: &Tensor) -> bool {
+        let trained = [&self.query, &self.key, &self.value]
+            .iter()
+            .any(|l| l.weight.track_op() || l.bias.track_op());
+        ad.query.is_empty()
+            && ad.key.is_empty()
+            && ad.value.is_empty()
+            && ad.prefix.is_none()
+            && !trained
+            && crate::backbone::attention::fusable(x, x, x)
+    }
 }
 
 impl Encoder {
@@ -81,10 +100,20 @@ impl Encoder {
         for i in 0..s.layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let (att, selfatt) = (l.pp("attention"), l.pp("attention").pp("self"));
+            let (query, key, value) = (
+                Linear::load(&selfatt.pp("query"), d, d)?,
+                Linear::load(&selfatt.pp("key"), d, d)?,
+                Linear::load(&selfatt.pp("value"), d, d)?,
+            );
+            let qkv = Linear {
+                weight: Tensor::cat(&[&query.weight, &key.weight, &value.weight], 0)?,
+                bias: Tensor::cat(&[&query.bias, &key.bias, &value.bias], 0)?,
+            };
             layers.push(Layer {
-                query: Linear::load(&selfatt.pp("query"), d, d)?,
-                key: Linear::load(&selfatt.pp("key"), d, d)?,
-                value: Linear::load(&selfatt.pp("value"), d, d)?,
+                query,
+                key,
+                value,
+                qkv,
                 output: Linear::load(&att.pp("output").pp("dense"), d, d)?,
                 attention_norm: Norm::load(&att.pp("output").pp("LayerNorm"), d)?,
                 ffn_in: Linear::load(&l.pp("intermediate").pp("dense"), d, f)?,

@@ -1,4 +1,5 @@
-//! CPU/F32 kernels behind `ops`: fused forward custom ops and their fused backward kernels.
+//! Shared CPU/F32 helpers of the fused ops (slices, row chunking, uninitialised outputs) and
+//! the masked softmax op with its fused backward (used where attention cannot run fused).
 //!
 //! Kernels read contiguous f32 slices (callers make inputs contiguous), work row by row over
 //! the last dim and split rows across rayon tasks.
