@@ -259,8 +259,19 @@ impl RunArgs {
     }
 }
 
+/// candle's own element-wise kernels run on a second thread pool that spins against gemm's
+/// rayon threads (ours); on 2 cores that cost 6-10% of a step when idle and ~2x under load.
+/// Our fused ops and gemm parallelise through rayon, so candle's pool gets one thread unless
+/// `CANDLE_NUM_THREADS` is set.
+fn single_threaded_candle_pool() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 fn main() {
     keep_freed_memory();
+    single_threaded_candle_pool();
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
         eprintln!("error: {err}");

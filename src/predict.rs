@@ -88,7 +88,8 @@ pub fn predict(
     let mut out: Vec<Option<Prediction>> = vec![None; texts.len()];
     for indices in plan_batches(&split, &plan) {
         let batch = make_batch(&split, &indices, adapter.text.pad_id, adapter.device())?;
-        let logits = adapter.model.logits(&batch, false)?.detach();
+        let logits =
+            crate::backbone::encoder::no_grad(|| adapter.model.logits(&batch, false))?.detach();
         let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
         for ((&i, logits), probabilities) in indices.iter().zip(logits.to_vec2::<f32>()?).zip(probs)
         {

@@ -39,7 +39,9 @@ pub fn evaluate(
     for indices in plan_batches(split, &plan) {
         let batch = make_batch(split, &indices, pad_id, device)?;
         // Detached: nothing downstream is recorded for a backward pass that never comes.
-        let logits = model.logits(&batch, false)?.detach().to_dtype(DType::F32)?;
+        let logits = crate::backbone::encoder::no_grad(|| model.logits(&batch, false))?
+            .detach()
+            .to_dtype(DType::F32)?;
         let loss = cross_entropy(&logits, &batch.labels)?.to_scalar::<f32>()?;
         loss_sum += f64::from(loss) * batch.size as f64;
         let predicted = logits.argmax(1)?.to_vec1::<u32>()?;
