@@ -17,6 +17,7 @@ pub mod params;
 pub mod predict;
 pub mod report;
 pub mod run;
+pub mod science;
 pub mod search;
 pub mod spec;
 pub mod tokenize;

@@ -119,6 +119,8 @@ enum Command {
     Export(pets::export::ExportArgs),
     /// Classify texts with a folder written by `pets export`.
     Predict(pets::predict::PredictArgs),
+    /// Run the unified-view study of a plan (resumable) and write reports/unified-view.md.
+    Unified(pets::science::cli::UnifiedArgs),
     /// Train every preset under one protocol and write a Markdown table.
     Baselines {
         #[arg(long, default_value = "search_spaces/presets")]
@@ -417,6 +419,25 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Predict(args) => pets::predict::run_predict(&args, &cache)?,
+        Command::Unified(args) => {
+            let outcome = pets::science::cli::run_unified(&args, &cache, cli.threads)?;
+            eprintln!(
+                "{} runs trained, {} reused, {} failed; wrote {}",
+                outcome.trained,
+                outcome.reused,
+                outcome.failed.len(),
+                outcome.report.display()
+            );
+            for (dir, why) in &outcome.failed {
+                eprintln!("  failed: {}: {why}", dir.display());
+            }
+            if !outcome.failed.is_empty() {
+                bail!(
+                    "{} runs failed (their logs are in train.log); rerun to retry them",
+                    outcome.failed.len()
+                );
+            }
+        }
         Command::Baselines {
             presets,
             only,

@@ -1,0 +1,186 @@
+//! Runs a plan's entries × seeds as `pets train` child processes, a few at a time, skipping runs
+//! already finished under the same design and epochs, so a study resumes where it stopped.
+
+use super::plan::Entry;
+use super::ScienceError;
+use crate::run::RunMetrics;
+use crate::spec::Design;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// How the child runs are launched.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// The `pets` binary (normally the running one).
+    pub exe: PathBuf,
+    pub model: String,
+    pub runs: PathBuf,
+    /// Child processes at once. On a GPU several small runs overlap their kernel launches.
+    pub jobs: usize,
+    /// `--threads` of each child (CPU kernels).
+    pub threads: usize,
+    /// Further `pets train` arguments for every run (`--device cuda`, `--max-steps 5`).
+    pub extra: Vec<String>,
+}
+
+/// One seed of one entry: where it runs and what it trains.
+#[derive(Debug, Clone)]
+pub struct RunJob<'a> {
+    pub entry: &'a Entry,
+    pub seed: u64,
+    pub dir: PathBuf,
+}
+
+/// What became of the jobs.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub reused: usize,
+    pub trained: usize,
+    /// (run folder, what went wrong); the other runs went on.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// A run's folder: `<runs>/<task>/<label>/seed<k>`, the label made path-safe.
+pub fn run_dir(runs: &Path, entry: &Entry, seed: u64) -> PathBuf {
+    let task = Path::new(&entry.task)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| entry.task.clone());
+    let label = entry.label.replace('@', "-at-").replace('%', "pct");
+    runs.join(task).join(label).join(format!("seed{seed}"))
+}
+
+/// The finished run in `dir` if it trained exactly this design, seed and number of epochs.
+pub fn finished(dir: &Path, design: &Design, seed: u64, epochs: usize) -> Option<RunMetrics> {
+    let metrics: RunMetrics =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).ok()?).ok()?;
+    let trained = Design::from_file(&dir.join("design.ron")).ok()?;
+    (trained == *design && metrics.seed == seed && metrics.epochs.len() == epochs)
+        .then_some(metrics)
+}
+
+/// Every seed of every entry, in plan order.
+pub fn jobs<'a>(entries: &'a [Entry], runs: &Path) -> Vec<RunJob<'a>> {
+    entries
+        .iter()
+        .flat_map(|entry| {
+            entry.seeds.iter().map(move |&seed| RunJob {
+                entry,
+                seed,
+                dir: run_dir(runs, entry, seed),
+            })
+        })
+        .collect()
+}
+
+/// Trains every job not finished yet, `options.jobs` at a time. A failed run is reported and
+/// left for the next invocation; it never stops the others.
+pub fn run_all(jobs: &[RunJob], options: &RunnerOptions) -> RunSummary {
+    let pending: Vec<&RunJob> = jobs
+        .iter()
+        .filter(|j| finished(&j.dir, &j.entry.design, j.seed, j.entry.epochs).is_none())
+        .collect();
+    let summary = Mutex::new(RunSummary {
+        reused: jobs.len() - pending.len(),
+        ..RunSummary::default()
+    });
+    let next = AtomicUsize::new(0);
+    let total = pending.len();
+    eprintln!(
+        "{} runs: {} already finished, {} to train, {} at a time",
+        jobs.len(),
+        jobs.len() - total,
+        total,
+        options.jobs.max(1)
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.clamp(1, total.max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = pending.get(i) else { break };
+                let started = Instant::now();
+                let outcome = train_one(job, options);
+                let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+                match outcome {
+                    Ok(m) => {
+                        s.trained += 1;
+                        eprintln!(
+                            "[{}/{total}] {} {} seed {}: dev {:.4} ({:.0} s)",
+                            s.trained + s.failed.len(),
+                            job.entry.task,
+                            job.entry.label,
+                            job.seed,
+                            m.accuracy,
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "[{}/{total}] {} {} seed {}: FAILED: {e}",
+                            s.trained + s.failed.len() + 1,
+                            job.entry.task,
+                            job.entry.label,
+                            job.seed
+                        );
+                        s.failed.push((job.dir.clone(), e.to_string()));
+                    }
+                }
+            });
+        }
+    });
+    summary.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One child `pets train`, its output kept in `train.log` beside the run.
+fn train_one(job: &RunJob, options: &RunnerOptions) -> Result<RunMetrics, ScienceError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ScienceError::Write { path, source }
+    };
+    std::fs::create_dir_all(&job.dir).map_err(io(&job.dir))?;
+    let design_path = job.dir.join("design.ron");
+    std::fs::write(&design_path, job.entry.design.to_ron()).map_err(io(&design_path))?;
+    let log_path = job.dir.join("train.log");
+    let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let err_log = log.try_clone().map_err(io(&log_path))?;
+    let mut cmd = Command::new(&options.exe);
+    cmd.arg("--threads")
+        .arg(options.threads.max(1).to_string())
+        .arg("train")
+        .arg("--design")
+        .arg(&design_path)
+        .args(["--model", &options.model, "--task", &job.entry.task])
+        .args(["--epochs", &job.entry.epochs.to_string()])
+        .args(["--seed", &job.seed.to_string(), "--quiet"])
+        .arg("--out")
+        .arg(&job.dir)
+        .args(&options.extra);
+    if let Some((text, label)) = &job.entry.columns {
+        cmd.args(["--text-column", text, "--label-column", label]);
+    }
+    let status = cmd
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err_log))
+        .status()
+        .map_err(|source| ScienceError::Launch {
+            exe: options.exe.clone(),
+            source,
+        })?;
+    let failure = |why: String| {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        ScienceError::RunFailed {
+            dir: job.dir.clone(),
+            why: format!("{why}; {}", tail.join(" | ")),
+        }
+    };
+    if !status.success() {
+        return Err(failure(format!("pets train exited with {status}")));
+    }
+    finished(&job.dir, &job.entry.design, job.seed, job.entry.epochs)
+        .ok_or_else(|| failure("no matching metrics.json after training".into()))
+}
