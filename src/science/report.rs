@@ -85,6 +85,7 @@ pub fn markdown(plan: &Plan, rows: &[Row], skipped: &[Skipped], command: &str) -
     table2(&mut md, plan, rows);
     findings(&mut md, plan, rows);
     searched(&mut md, rows);
+    transfer(&mut md, plan, rows);
     every_entry(&mut md, rows, skipped);
     md.push_str("## Figure\n\n![accuracy against trainable parameters](unified-view.svg)\n");
     md
@@ -222,7 +223,12 @@ fn searched(md: &mut String, rows: &[Row]) {
     };
     let baselines: Vec<&Row> = rows
         .iter()
-        .filter(|r| r.entry.task == task && r.entry.budget == Some(0.5) && r.spread.is_some())
+        .filter(|r| {
+            r.entry.section == "presets"
+                && r.entry.task == task
+                && r.entry.budget == Some(0.5)
+                && r.spread.is_some()
+        })
         .collect();
     md.push_str("## Searched designs against the named baselines at 0.5%\n\n");
     md.push_str(
@@ -258,22 +264,68 @@ fn searched(md: &mut String, rows: &[Row]) {
         .filter_map(|r| median(r).map(|m| (r, m)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     if let (Some((s, sm)), Some((b, bm))) = (best, top) {
-        let _ = writeln!(
+        let (Some(ss), Some(bs)) = (s.spread.as_ref(), b.spread.as_ref()) else {
+            return;
+        };
+        let within = (sm - bm).abs() <= margin(ss, bs);
+        let _ =
+            writeln!(
             md,
-            "\nBest searched design `{}` (median {:.4}) {} the best named baseline `{}` (median {:.4}) by {:+.2} points.",
+            "\nBest searched design `{}` ({} parameters, median {:.4}) {} the best named baseline \
+             `{}` ({} parameters, median {:.4}) by {:+.2} points; the margin of the findings rule \
+             for this pair is {:.2} points, so the two are {}.",
             s.entry.label,
+            s.params().map_or("?".into(), group),
             sm,
             if sm >= bm { "matches or beats" } else { "trails" },
             b.entry.label,
+            b.params().map_or("?".into(), group),
             bm,
-            100.0 * (sm - bm)
+            100.0 * (sm - bm),
+            100.0 * margin(ss, bs),
+            if within { "indistinguishable at this number of seeds" } else { "clearly apart" }
+        );
+    }
+    md.push('\n');
+}
+
+/// Entries on tasks other than the first, best first: does a design found on one task carry over?
+fn transfer(md: &mut String, plan: &Plan, rows: &[Row]) {
+    let Some(main) = plan.sections.first().map(|s| s.task.as_str()) else {
+        return;
+    };
+    let mut other: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.entry.task != main && r.spread.is_some())
+        .collect();
+    if other.is_empty() {
+        return;
+    }
+    other.sort_by(|a, b| {
+        let m = |r: &Row| r.spread.as_ref().map_or(f64::MIN, |s| s.median);
+        m(b).total_cmp(&m(a))
+    });
+    md.push_str("## Transfer to a second task\n\n");
+    md.push_str("| task | entry | section | % params | dev accuracy |\n|---|---|---|---:|---|\n");
+    for r in other {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            r.entry.task,
+            r.entry.label,
+            r.entry.section,
+            pct(r.percent()),
+            r.accuracy()
         );
     }
     md.push('\n');
 }
 
 fn every_entry(md: &mut String, rows: &[Row], skipped: &[Skipped]) {
-    md.push_str("## Every entry\n\n");
+    md.push_str(
+        "## Every entry\n\n\"s per run\" is one run's training time while it shared the device \
+         with the other runs of the study: a cost indication, not a speed measurement.\n\n",
+    );
     md.push_str("| section | task | entry | trainable params | % params | dev accuracy | sd (points) | s per run | measured on |\n");
     md.push_str("|---|---|---|---:|---:|---|---:|---:|---|\n");
     for r in rows {

@@ -62,15 +62,18 @@ pub fn finished(dir: &Path, design: &Design, seed: u64, epochs: usize) -> Option
         .then_some(metrics)
 }
 
-/// Every seed of every entry, in plan order.
+/// Every seed of every entry: first seed of every entry in plan order, then the second, and so
+/// on, so that a study cut short still covers every entry once before it repeats any.
 pub fn jobs<'a>(entries: &'a [Entry], runs: &Path) -> Vec<RunJob<'a>> {
-    entries
-        .iter()
-        .flat_map(|entry| {
-            entry.seeds.iter().map(move |&seed| RunJob {
-                entry,
-                seed,
-                dir: run_dir(runs, entry, seed),
+    let rounds = entries.iter().map(|e| e.seeds.len()).max().unwrap_or(0);
+    (0..rounds)
+        .flat_map(|round| {
+            entries.iter().filter_map(move |entry| {
+                entry.seeds.get(round).map(|&seed| RunJob {
+                    entry,
+                    seed,
+                    dir: run_dir(runs, entry, seed),
+                })
             })
         })
         .collect()
