@@ -1,30 +1,9 @@
 //! The `pets` binary end to end on a tiny model folder and a small labelled file (no downloads).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod binary;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pets-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn pets(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pets"))
-        .args(args)
-        .env("PETS_CACHE", cache)
-        .output()
-        .expect("run pets")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use binary::{pets, scratch, text};
+use std::path::Path;
 
 /// Sentences whose label is whether they praise: a task the tiny model can learn.
 fn write_reviews(path: &Path, n: usize) {
@@ -45,7 +24,7 @@ fn write_reviews(path: &Path, n: usize) {
 
 #[test]
 fn validate_graph_and_train_a_preset_on_a_tiny_model() {
-    let dir = scratch("train");
+    let dir = scratch("cli-train");
     let model = dir.join("model");
     pets::backbone::tiny::write_tiny_model(&model, 0).unwrap();
     let model_arg = model.to_str().unwrap();
@@ -128,7 +107,7 @@ fn validate_graph_and_train_a_preset_on_a_tiny_model() {
 
 #[test]
 fn bad_inputs_exit_non_zero_with_a_clear_message() {
-    let dir = scratch("bad");
+    let dir = scratch("cli-bad");
     let model = dir.join("model");
     pets::backbone::tiny::write_tiny_model(&model, 0).unwrap();
     let bad = dir.join("bad.ron");

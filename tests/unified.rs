@@ -1,31 +1,10 @@
 //! `pets unified` end to end on a tiny model and a small labelled file: runs as child
 //! processes, resumes without retraining, and writes the report, CSV and figure.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod binary;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pets-unified-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
-}
-
-fn pets(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pets"))
-        .args(args)
-        .env("PETS_CACHE", cache)
-        .output()
-        .expect("run pets")
-}
-
-fn log(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use binary::{pets, scratch, text as log};
+use std::path::Path;
 
 /// Sentences labelled by whether they praise.
 fn write_reviews(path: &Path, n: usize) {
@@ -43,7 +22,7 @@ fn write_reviews(path: &Path, n: usize) {
 
 #[test]
 fn a_small_plan_runs_resumes_and_reports() {
-    let dir = scratch("plan");
+    let dir = scratch("unified-plan");
     let model = dir.join("model");
     pets::backbone::tiny::write_tiny_model(&model, 0).expect("tiny model");
     let data = dir.join("reviews.tsv");
@@ -132,7 +111,7 @@ fn a_small_plan_runs_resumes_and_reports() {
 
 #[test]
 fn a_plan_with_a_typo_fails_before_training_naming_the_file() {
-    let dir = scratch("typo");
+    let dir = scratch("unified-typo");
     let model = dir.join("model");
     pets::backbone::tiny::write_tiny_model(&model, 0).expect("tiny model");
     let plan_path = dir.join("plan.ron");
