@@ -26,6 +26,8 @@ pub enum Error {
     Report(#[from] crate::search::report::ReportError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     #[error("internal inconsistency: {0}")]
     Internal(String),
     #[error("tensor computation failed: {0}")]
