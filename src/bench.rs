@@ -150,11 +150,9 @@ pub fn run_bench(
     cache: &Cache,
 ) -> crate::Result<(BenchContext, Vec<BenchRow>)> {
     let s = settings;
-    if s.batches == 0 || s.rounds == 0 || s.batch_size == 0 {
-        return Err(BenchError::Settings(
-            "batches, rounds and batch size must be at least 1".into(),
-        )
-        .into());
+    if [s.batches, s.rounds, s.batch_size, s.check_steps].contains(&0) {
+        let problem = "batches, rounds, batch size and check steps must be at least 1";
+        return Err(BenchError::Settings(problem.into()).into());
     }
     let model_dir = cache.model_dir(&s.model)?;
     let (split, pad_id) = bench_split(s, cache, &model_dir)?;

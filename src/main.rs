@@ -540,7 +540,9 @@ fn bench(args: BenchArgs, cache: &Cache) -> Result<()> {
         work: args.work,
     };
     let (mut context, rows) = pets::bench::run_bench(&designs, &settings, cache)?;
-    context.command = std::env::args().collect::<Vec<_>>().join(" ");
+    // "pets", not the binary's path, so the report shows a command anyone can type.
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    context.command = format!("pets {}", words.join(" "));
     pets::bench::write_report(&args.report, &context, &settings, &rows)?;
     for row in &rows {
         println!("{}", pets::bench::verdict(row));

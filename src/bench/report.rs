@@ -1,7 +1,7 @@
 //! `reports/bench.md`: the machine, versions and protocol of a `pets bench` run, one row per
 //! design, and whether pets meets its speed target on the training step.
 
-use super::{BenchContext, BenchRow, BenchSettings, CANDLE_VERSION};
+use super::{BenchContext, BenchRow, BenchSettings, Side, CANDLE_VERSION};
 use crate::error::io_err;
 use std::fmt::Write;
 use std::path::Path;
@@ -40,7 +40,8 @@ pub fn write_report(
     let _ = writeln!(
         md,
         "\nTarget: pets' training step at least {TRAIN_TARGET}× as fast as the reference's \
-         (speed-up = reference ms / pets ms). Times are medians over rounds, (min–max) after them.\n"
+         (speed-up = reference ms / pets ms, of the medians). Times are medians over rounds with \
+         (min–max) after them; after a speed-up, the range of the rounds' own ratios.\n"
     );
     md.push_str(
         "| design | % params | lr | forward pets ms | forward torch ms | forward speed-up \
@@ -62,6 +63,31 @@ pub fn write_report(
     std::fs::write(path, md).map_err(io_err(format!("writing {}", path.display())))
 }
 
+/// The load around the run, and what a loaded machine does to the comparison.
+fn load_line(c: &BenchContext) -> String {
+    let show = |l: Option<f64>| l.map_or("?".to_string(), |l| format!("{l:.1}"));
+    let mut line = format!(
+        "1-minute load average {} at the start, {} at the end",
+        show(c.load_start),
+        show(c.load_end)
+    );
+    let busiest = [c.load_start, c.load_end]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max);
+    if busiest > c.threads as f64 + 0.5 {
+        // Seen on the 2-core machine: with other processes on the cores, PyTorch's OpenMP
+        // threads (which wait for each other at every op) slowed down far more than pets'
+        // work-stealing rayon threads, so loaded rounds overstate pets' speed-up.
+        line.push_str(
+            ": other processes shared the cores. The sides alternate, but a loaded round slows \
+             PyTorch's OpenMP threads more than pets' rayon threads, flattering pets; trust \
+             designs whose per-round ranges are narrow",
+        );
+    }
+    line
+}
+
 /// The two-column table of what was measured, where, and how.
 fn setup_lines(
     c: &BenchContext,
@@ -69,14 +95,9 @@ fn setup_lines(
     rows: &[BenchRow],
 ) -> Vec<(&'static str, String)> {
     let lens = rows.first().map(|r| r.seq_lens.clone()).unwrap_or_default();
-    let load = |l: Option<f64>| l.map_or("?".to_string(), |l| format!("{l:.1}"));
     vec![
         ("machine", format!("{} ({} logical CPUs, {})", cpu_model(), logical_cpus(), simd())),
-        ("load", format!(
-            "1-minute load average {} at the start, {} at the end (above the thread count: other \
-             work shared the cores, which is why the sides alternate and the ratio is what to quote)",
-            load(c.load_start), load(c.load_end)
-        )),
+        ("load", load_line(c)),
         ("pets", format!("{} on {}", env!("CARGO_PKG_VERSION"), c.device)),
         ("reference", format!("`bench/reference.py`, PyTorch on {}", c.reference_device)),
         ("threads", format!("{} on both sides", c.threads)),
@@ -117,20 +138,33 @@ fn table_row(r: &BenchRow) -> String {
         format!("{:.0} ({min:.0}–{max:.0})", median(v))
     };
     let (fwd, train) = (&r.forward_rounds, &r.train_rounds);
+    // Each round's own ratio: both sides measured within seconds of each other, so a change of
+    // load between rounds shows up here as a spread rather than as a biased median.
+    let ratios = |v: &Side<Vec<f64>>| {
+        let each: Vec<f64> = v
+            .pets
+            .iter()
+            .zip(&v.reference)
+            .map(|(p, r)| r / p)
+            .collect();
+        let min = each.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = each.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{:.2}× ({min:.2}–{max:.2})", v.medians().speedup())
+    };
     let rel = r.losses.relative_diffs();
     let later = rel.iter().skip(1).copied().fold(0.0, f64::max);
     let first = |v: &[f64]| v.first().copied().unwrap_or(f64::NAN);
     format!(
-        "| {} | {:.3}% | {:e} | {} | {} | {:.2}× | {} | {} | {:.2}× | {:.6} / {:.6} ({:.1e}) | {later:.1e} | {:.1e} |\n",
+        "| {} | {:.3}% | {:e} | {} | {} | {} | {} | {} | {} | {:.6} / {:.6} ({:.1e}) | {later:.1e} | {:.1e} |\n",
         r.design,
         r.percent,
         r.lr,
         spread(&fwd.pets),
         spread(&fwd.reference),
-        fwd.medians().speedup(),
+        ratios(fwd),
         spread(&train.pets),
         spread(&train.reference),
-        train.medians().speedup(),
+        ratios(train),
         first(&r.losses.pets),
         first(&r.losses.reference),
         first(&rel),
