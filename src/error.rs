@@ -28,6 +28,8 @@ pub enum Error {
     Export(#[from] crate::export::ExportError),
     #[error(transparent)]
     Science(#[from] crate::science::ScienceError),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     #[error("internal inconsistency: {0}")]
     Internal(String),
     #[error("tensor computation failed: {0}")]

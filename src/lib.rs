@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod assets;
 pub mod backbone;
 pub mod batch;
+pub mod bench;
 pub mod compile;
 pub mod data;
 pub mod error;

@@ -136,6 +136,62 @@ enum Command {
         #[arg(long, default_value = "runs/baselines")]
         runs: PathBuf,
     },
+    /// Time pets' forward pass and training step against a PyTorch reference of the same design
+    /// on the same weights and batches (needs scripts/bench-setup.sh or --python), and write a
+    /// Markdown report.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct BenchArgs {
+    /// Presets (file stems in --presets) or paths to design RON files, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lora,scaled_parallel_adapter,mam"
+    )]
+    designs: Vec<String>,
+    #[arg(long, default_value = "search_spaces/presets")]
+    presets: PathBuf,
+    #[arg(long, default_value = "minilm-l6")]
+    model: String,
+    /// Built-in task whose training sentences make the batches.
+    #[arg(long, default_value = "mr")]
+    task: String,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 64)]
+    max_len: usize,
+    /// Distinct batches, each run once per round.
+    #[arg(long, default_value_t = 4)]
+    batches: usize,
+    /// Timed rounds (after one warm-up round), alternating pets and the reference.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Optimizer steps whose losses must agree between the two.
+    #[arg(long, default_value_t = 5)]
+    check_steps: usize,
+    /// Constant learning rate (default: each design's own).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu or cuda
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Python with torch, safetensors (scripts/bench-setup.sh makes .venv-bench).
+    #[arg(long, default_value = ".venv-bench/bin/python")]
+    python: PathBuf,
+    /// The PyTorch reference script.
+    #[arg(long, default_value = "bench/reference.py")]
+    reference: PathBuf,
+    /// Scratch folder for the plan and tensors each design hands the reference.
+    #[arg(long, default_value = "runs/bench")]
+    work: PathBuf,
+    #[arg(long, default_value = "reports/bench.md")]
+    report: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -235,11 +291,7 @@ impl RunArgs {
                 label_column: label.clone().unwrap_or_else(|| "label".into()),
             },
         };
-        let device = match self.device.as_str() {
-            "cpu" => candle_core::Device::Cpu,
-            "cuda" => candle_core::Device::new_cuda(0).context("opening the CUDA device")?,
-            other => bail!("--device {other}: expected cpu or cuda"),
-        };
+        let device = device(&self.device)?;
         let train = TrainConfig {
             epochs: self.epochs.unwrap_or(default_epochs),
             batch_size: self.batch_size,
@@ -467,8 +519,65 @@ fn run(cli: Cli) -> Result<()> {
             }
             eprintln!("wrote {}", report.display());
         }
+        Command::Bench(args) => bench(args, &cache)?,
     }
     Ok(())
+}
+
+fn bench(args: BenchArgs, cache: &Cache) -> Result<()> {
+    let mut designs = Vec::new();
+    for name in &args.designs {
+        let preset = args.presets.join(format!("{name}.ron"));
+        let path = if preset.is_file() {
+            preset
+        } else {
+            PathBuf::from(name)
+        };
+        if !path.is_file() {
+            bail!(
+                "--designs {name}: neither a preset in {} nor a design file",
+                args.presets.display()
+            );
+        }
+        designs.push(Design::from_file(&path)?);
+    }
+    let settings = pets::bench::BenchSettings {
+        model: args.model,
+        task: args.task,
+        batch_size: args.batch_size,
+        max_len: args.max_len,
+        batches: args.batches,
+        rounds: args.rounds,
+        check_steps: args.check_steps,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        // As `pets train` clips (TrainConfig's default).
+        max_grad_norm: TrainConfig::default().max_grad_norm,
+        seed: args.seed,
+        device: device(&args.device)?,
+        threads: rayon::current_num_threads(),
+        python: args.python,
+        script: args.reference,
+        work: args.work,
+    };
+    let (mut context, rows) = pets::bench::run_bench(&designs, &settings, cache)?;
+    // "pets", not the binary's path, so the report shows a command anyone can type.
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    context.command = format!("pets {}", words.join(" "));
+    pets::bench::write_report(&args.report, &context, &settings, &rows)?;
+    for row in &rows {
+        println!("{}", pets::bench::verdict(row));
+    }
+    eprintln!("wrote {}", args.report.display());
+    Ok(())
+}
+
+fn device(name: &str) -> Result<candle_core::Device> {
+    Ok(match name {
+        "cpu" => candle_core::Device::Cpu,
+        "cuda" => candle_core::Device::new_cuda(0).context("opening the CUDA device")?,
+        other => bail!("--device {other}: expected cpu or cuda"),
+    })
 }
 
 fn model_config(cache: &Cache, model: &str) -> Result<BertConfig> {

