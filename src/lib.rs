@@ -4,6 +4,7 @@
 //! frozen encoder ([`compile`], [`backbone`], [`adapters`]) → training ([`train`]) → metrics.
 
 pub mod adapters;
+pub mod analyse;
 pub mod assets;
 pub mod backbone;
 pub mod batch;

@@ -119,6 +119,11 @@ enum Command {
     Export(pets::export::ExportArgs),
     /// Classify texts with a folder written by `pets export`.
     Predict(pets::predict::PredictArgs),
+    /// Ask questions of a trained design (which layers carry it).
+    Analyse {
+        #[command(subcommand)]
+        what: AnalyseCommand,
+    },
     /// Run the unified-view study of a plan (resumable) and write reports/unified-view.md.
     Unified(pets::science::cli::UnifiedArgs),
     /// Train every preset under one protocol and write a Markdown table.
@@ -192,6 +197,12 @@ struct BenchArgs {
     work: PathBuf,
     #[arg(long, default_value = "reports/bench.md")]
     report: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum AnalyseCommand {
+    /// Dev accuracy with the modules of every contiguous span of layers switched off.
+    Layers(pets::analyse::cli::LayersArgs),
 }
 
 #[derive(Args, Clone)]
@@ -471,6 +482,12 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Predict(args) => pets::predict::run_predict(&args, &cache)?,
+        Command::Analyse {
+            what: AnalyseCommand::Layers(args),
+        } => {
+            let report = pets::analyse::cli::run_layers(&args, &cache)?;
+            eprintln!("wrote {}", report.display());
+        }
         Command::Unified(args) => {
             let outcome = pets::science::cli::run_unified(&args, &cache, cli.threads)?;
             eprintln!(

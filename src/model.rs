@@ -65,6 +65,27 @@ impl AdaptedModel {
         self.head_bias.dims()[0]
     }
 
+    /// Runs `f` with the modules (and prefixes) of `layers` detached, so those layers are
+    /// exactly the frozen ones, then attaches them again. Backbone parts a design unfreezes
+    /// (Houlsby's layer norms) stay as trained: they are not modules.
+    pub fn with_layers_off<R>(
+        &mut self,
+        layers: impl IntoIterator<Item = usize>,
+        f: impl FnOnce(&Self) -> R,
+    ) -> R {
+        let mut detached = Vec::new();
+        for i in layers {
+            if let Some(slot) = self.compiled.layers.get_mut(i) {
+                detached.push((i, std::mem::take(slot)));
+            }
+        }
+        let out = f(self);
+        for (i, modules) in detached {
+            self.compiled.layers[i] = modules;
+        }
+        out
+    }
+
     /// Mean-pooled final hidden states (b, hidden).
     pub fn pooled(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
         let hidden = self.encoder.forward(

@@ -1,0 +1,78 @@
+//! `pets analyse layers`: load a trained run or an exported adapter, ablate its layers on the
+//! task's dev split, write the report.
+
+use super::layer_ablation;
+use crate::assets::Cache;
+use crate::backbone::encoder::Encoder;
+use crate::data::{self, SplitOptions, TaskSource};
+use crate::export::load::{install_tensors, load_adapter};
+use crate::export::AdapterSource;
+use crate::model::AdaptedModel;
+use crate::tokenize::TextEncoder;
+use candle_core::Device;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct LayersArgs {
+    /// A run folder written by `pets train --out`.
+    #[arg(long, conflicts_with = "adapter", required_unless_present = "adapter")]
+    pub run: Option<PathBuf>,
+    /// A folder written by `pets export`.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// The task whose dev split is evaluated (the one the design was trained on).
+    #[arg(long, default_value = "mr")]
+    pub task: String,
+    #[arg(long, default_value = "reports/analyse")]
+    pub reports: PathBuf,
+}
+
+/// A trained model and the tokenizer it was trained with.
+fn load(
+    args: &LayersArgs,
+    cache: &Cache,
+    device: &Device,
+) -> crate::Result<(AdaptedModel, TextEncoder, Vec<String>)> {
+    if let Some(dir) = &args.adapter {
+        let loaded = load_adapter(dir, cache, device)?;
+        let labels = loaded.manifest.label_names.clone();
+        return Ok((loaded.model, loaded.text, labels));
+    }
+    let dir = args.run.clone().unwrap_or_default();
+    let source = AdapterSource::from_run(&dir)?;
+    let model_dir = cache.model_dir(&source.base_model)?;
+    let encoder = Encoder::from_folder(&model_dir, device)?;
+    // The seed only decides initial values, which the saved tensors all overwrite.
+    let model = AdaptedModel::build(encoder, &source.design, source.label_names.len(), 0)?;
+    install_tensors(&model.store, &source.tensors, &source.origin)?;
+    let text = TextEncoder::from_file(&model_dir.join("tokenizer.json"), source.max_len)?;
+    Ok((model, text, source.label_names))
+}
+
+/// Runs the ablation and writes `<design>-layers.{md,csv,svg}`; returns the Markdown path.
+pub fn run_layers(args: &LayersArgs, cache: &Cache) -> crate::Result<PathBuf> {
+    let device = Device::Cpu;
+    let (mut model, text, labels) = load(args, cache, &device)?;
+    let dataset = data::load_task(
+        &TaskSource::Builtin(args.task.clone()),
+        cache,
+        &SplitOptions::default(),
+    )?;
+    if dataset.label_names != labels {
+        return Err(crate::Error::Internal(format!(
+            "task {} has labels {:?} but the model was trained on {:?}: pass the task it was trained on",
+            args.task, dataset.label_names, labels
+        )));
+    }
+    let dev = text.encode_split(&dataset.dev)?;
+    let ablation = layer_ablation(&mut model, &dev, text.pad_id, &device)?;
+    let source = args
+        .run
+        .as_ref()
+        .or(args.adapter.as_ref())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    ablation.write(&args.reports, &command, &source)
+}
