@@ -203,6 +203,8 @@ struct BenchArgs {
 enum AnalyseCommand {
     /// Dev accuracy with the modules of every contiguous span of layers switched off.
     Layers(pets::analyse::cli::LayersArgs),
+    /// Dev accuracy after Gaussian noise of growing σ on the trained module tensors.
+    Noise(pets::analyse::cli::NoiseArgs),
 }
 
 #[derive(Args, Clone)]
@@ -486,6 +488,12 @@ fn run(cli: Cli) -> Result<()> {
             what: AnalyseCommand::Layers(args),
         } => {
             let report = pets::analyse::cli::run_layers(&args, &cache)?;
+            eprintln!("wrote {}", report.display());
+        }
+        Command::Analyse {
+            what: AnalyseCommand::Noise(args),
+        } => {
+            let report = pets::analyse::cli::run_noise(&args, &cache)?;
             eprintln!("wrote {}", report.display());
         }
         Command::Unified(args) => {

@@ -1,9 +1,10 @@
-//! `pets analyse layers`: load a trained run or an exported adapter, ablate its layers on the
+//! `pets analyse layers|noise`: load a trained run or an exported adapter, question it on the
 //! task's dev split, write the report.
 
-use super::layer_ablation;
+use super::{layer_ablation, noise_sweep};
 use crate::assets::Cache;
 use crate::backbone::encoder::Encoder;
+use crate::batch::TokenizedSplit;
 use crate::data::{self, SplitOptions, TaskSource};
 use crate::export::load::{install_tensors, load_adapter};
 use crate::export::AdapterSource;
@@ -13,6 +14,7 @@ use candle_core::Device;
 use clap::Args;
 use std::path::PathBuf;
 
+/// Which trained design is analysed, on which task, and where the reports go.
 #[derive(Args, Debug, Clone)]
 pub struct LayersArgs {
     /// A run folder written by `pets train --out`.
@@ -26,6 +28,22 @@ pub struct LayersArgs {
     pub task: String,
     #[arg(long, default_value = "reports/analyse")]
     pub reports: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NoiseArgs {
+    #[command(flatten)]
+    pub source: LayersArgs,
+    /// Standard deviations of the added noise.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,1e-4,1e-3,1e-2,3e-2,1e-1,3e-1,1"
+    )]
+    pub sigmas: Vec<f64>,
+    /// Noise draws per σ.
+    #[arg(long, default_value_t = 3)]
+    pub draws: usize,
 }
 
 /// A trained model and the tokenizer it was trained with.
@@ -50,10 +68,13 @@ fn load(
     Ok((model, text, source.label_names))
 }
 
-/// Runs the ablation and writes `<design>-layers.{md,csv,svg}`; returns the Markdown path.
-pub fn run_layers(args: &LayersArgs, cache: &Cache) -> crate::Result<PathBuf> {
-    let device = Device::Cpu;
-    let (mut model, text, labels) = load(args, cache, &device)?;
+/// The model, its tokenizer's pad id and the task's dev split, checked to share labels.
+fn prepare(
+    args: &LayersArgs,
+    cache: &Cache,
+    device: &Device,
+) -> crate::Result<(AdaptedModel, TokenizedSplit, u32)> {
+    let (model, text, labels) = load(args, cache, device)?;
     let dataset = data::load_task(
         &TaskSource::Builtin(args.task.clone()),
         cache,
@@ -66,13 +87,33 @@ pub fn run_layers(args: &LayersArgs, cache: &Cache) -> crate::Result<PathBuf> {
         )));
     }
     let dev = text.encode_split(&dataset.dev)?;
-    let ablation = layer_ablation(&mut model, &dev, text.pad_id, &device)?;
-    let source = args
-        .run
+    Ok((model, dev, text.pad_id))
+}
+
+fn source_name(args: &LayersArgs) -> String {
+    args.run
         .as_ref()
         .or(args.adapter.as_ref())
         .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    ablation.write(&args.reports, &command, &source)
+        .unwrap_or_default()
+}
+
+fn command() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Runs the layer ablation and writes `<design>-layers.{md,csv,svg}`; returns the Markdown path.
+pub fn run_layers(args: &LayersArgs, cache: &Cache) -> crate::Result<PathBuf> {
+    let device = Device::Cpu;
+    let (mut model, dev, pad_id) = prepare(args, cache, &device)?;
+    let ablation = layer_ablation(&mut model, &dev, pad_id, &device)?;
+    ablation.write(&args.reports, &command(), &source_name(args))
+}
+
+/// Runs the noise sweep and writes `<design>-noise.{md,csv,svg}`; returns the Markdown path.
+pub fn run_noise(args: &NoiseArgs, cache: &Cache) -> crate::Result<PathBuf> {
+    let device = Device::Cpu;
+    let (model, dev, pad_id) = prepare(&args.source, cache, &device)?;
+    let sweep = noise_sweep(&model, &dev, pad_id, &device, &args.sigmas, args.draws)?;
+    sweep.write(&args.source.reports, &command(), &source_name(&args.source))
 }
