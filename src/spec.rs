@@ -218,6 +218,15 @@ impl Design {
 }
 
 /// RON parsing shared by designs and search spaces, with `file:line:column` errors.
+/// A preset shipped in `search_spaces/presets/` (tests).
+#[cfg(test)]
+pub(crate) fn shipped_preset(name: &str) -> Design {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("search_spaces/presets")
+        .join(format!("{name}.ron"));
+    Design::from_file(&path).expect("shipped preset parses")
+}
+
 pub fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, SpecError> {
     ron::Options::default()
         .from_str(text)

@@ -3,10 +3,9 @@
 
 use super::{layer_ablation, noise_sweep};
 use crate::assets::Cache;
-use crate::backbone::encoder::Encoder;
 use crate::batch::TokenizedSplit;
 use crate::data::{self, SplitOptions, TaskSource};
-use crate::export::load::{install_tensors, load_adapter};
+use crate::export::load::{build_trained, load_adapter};
 use crate::export::AdapterSource;
 use crate::model::AdaptedModel;
 use crate::tokenize::TextEncoder;
@@ -60,10 +59,14 @@ fn load(
     let dir = args.run.clone().unwrap_or_default();
     let source = AdapterSource::from_run(&dir)?;
     let model_dir = cache.model_dir(&source.base_model)?;
-    let encoder = Encoder::from_folder(&model_dir, device)?;
-    // The seed only decides initial values, which the saved tensors all overwrite.
-    let model = AdaptedModel::build(encoder, &source.design, source.label_names.len(), 0)?;
-    install_tensors(&model.store, &source.tensors, &source.origin)?;
+    let model = build_trained(
+        &model_dir,
+        &source.design,
+        source.label_names.len(),
+        &source.tensors,
+        &source.origin,
+        device,
+    )?;
     let text = TextEncoder::from_file(&model_dir.join("tokenizer.json"), source.max_len)?;
     Ok((model, text, source.label_names))
 }

@@ -2,7 +2,6 @@
 //! switched off (exactly: those layers run frozen), written as Markdown, CSV and an SVG heat map.
 
 use crate::batch::TokenizedSplit;
-use crate::error::io_err;
 use crate::model::AdaptedModel;
 use crate::train::evaluate;
 use candle_core::Device;
@@ -183,18 +182,9 @@ impl LayerAblation {
 
     /// Writes `<design>-layers.{md,csv,svg}` into `dir`; returns the Markdown path.
     pub fn write(&self, dir: &Path, command: &str, source: &str) -> crate::Result<PathBuf> {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let svg = self.svg().map_err(crate::Error::Internal)?;
         let stem = format!("{}-layers", self.design);
-        for (ext, text) in [
-            ("md", self.markdown(command, source)),
-            ("csv", self.csv()),
-            ("svg", svg),
-        ] {
-            let path = dir.join(format!("{stem}.{ext}"));
-            std::fs::write(&path, text).map_err(io_err(format!("writing {}", path.display())))?;
-        }
-        Ok(dir.join(format!("{stem}.md")))
+        super::write_outputs(dir, &stem, self.markdown(command, source), self.csv(), svg)
     }
 }
 
@@ -204,16 +194,8 @@ mod tests {
     use crate::backbone::encoder::mean_pool;
     use crate::backbone::tiny::tiny_encoder;
     use crate::batch::make_batch;
-    use crate::spec::{Design, Layers};
+    use crate::spec::{shipped_preset, Layers};
     use candle_core::Tensor;
-
-    fn preset(name: &str) -> Design {
-        let path = format!(
-            "{}/search_spaces/presets/{name}.ron",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        Design::from_file(Path::new(&path)).expect("preset")
-    }
 
     /// Random values in every trainable tensor, so modules change the output (fresh ones,
     /// with zero up-projections, would not).
@@ -249,7 +231,7 @@ mod tests {
     /// modules come back afterwards.
     #[test]
     fn switching_layers_off_is_exactly_the_model_without_them() {
-        let design = preset("mam");
+        let design = shipped_preset("mam");
         let mut full =
             AdaptedModel::build(tiny_encoder(0).expect("tiny"), &design, 2, 0).expect("build");
         randomise(&full);
@@ -283,8 +265,13 @@ mod tests {
 
     #[test]
     fn every_span_is_evaluated_once() {
-        let mut model = AdaptedModel::build(tiny_encoder(0).expect("tiny"), &preset("lora"), 2, 0)
-            .expect("build");
+        let mut model = AdaptedModel::build(
+            tiny_encoder(0).expect("tiny"),
+            &shipped_preset("lora"),
+            2,
+            0,
+        )
+        .expect("build");
         let ablation = layer_ablation(&mut model, &split(), 0, &Device::Cpu).expect("ablation");
         assert_eq!(ablation.layers, 2);
         let spans: Vec<(usize, usize)> = ablation.spans.iter().map(|s| (s.0, s.1)).collect();

@@ -2,10 +2,9 @@
 //! trained module tensors (the head and unfrozen backbone parts are left as trained).
 
 use crate::batch::TokenizedSplit;
-use crate::error::io_err;
 use crate::model::AdaptedModel;
 use crate::train::evaluate;
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use plotters::prelude::*;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -21,15 +20,15 @@ pub struct NoiseSweep {
     pub points: Vec<(f64, Vec<f64>)>,
 }
 
-/// Names of the tensors a design's modules own: everything trainable but the head and the
-/// backbone tensors the design unfreezes.
-fn module_tensors(model: &AdaptedModel) -> Vec<String> {
+/// The tensors a design's modules own: everything trainable but the head and the backbone
+/// tensors the design unfreezes.
+fn module_tensors(model: &AdaptedModel) -> Vec<(String, Var)> {
     model
         .store
         .named()
-        .keys()
-        .filter(|n| !n.starts_with("head.") && !n.starts_with("backbone."))
-        .cloned()
+        .iter()
+        .filter(|(n, _)| !n.starts_with("head.") && !n.starts_with("backbone."))
+        .map(|(n, v)| (n.clone(), v.clone()))
         .collect()
 }
 
@@ -43,11 +42,7 @@ pub fn noise_sweep(
     sigmas: &[f64],
     draws: usize,
 ) -> crate::Result<NoiseSweep> {
-    let names = module_tensors(model);
-    let vars: Vec<_> = names
-        .iter()
-        .filter_map(|n| model.store.named().get(n).cloned())
-        .collect();
+    let (names, vars): (Vec<String>, Vec<Var>) = module_tensors(model).into_iter().unzip();
     let trained: Vec<Tensor> = vars
         .iter()
         .map(|v| v.as_tensor().copy())
@@ -173,18 +168,9 @@ impl NoiseSweep {
 
     /// Writes `<design>-noise.{md,csv,svg}` into `dir`; returns the Markdown path.
     pub fn write(&self, dir: &Path, command: &str, source: &str) -> crate::Result<PathBuf> {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let svg = self.svg().map_err(crate::Error::Internal)?;
         let stem = format!("{}-noise", self.design);
-        for (ext, text) in [
-            ("md", self.markdown(command, source)),
-            ("csv", self.csv()),
-            ("svg", svg),
-        ] {
-            let path = dir.join(format!("{stem}.{ext}"));
-            std::fs::write(&path, text).map_err(io_err(format!("writing {}", path.display())))?;
-        }
-        Ok(dir.join(format!("{stem}.md")))
+        super::write_outputs(dir, &stem, self.markdown(command, source), self.csv(), svg)
     }
 }
 
@@ -192,15 +178,11 @@ impl NoiseSweep {
 mod tests {
     use super::*;
     use crate::backbone::tiny::tiny_encoder;
-    use crate::spec::Design;
+    use crate::spec::shipped_preset;
 
     #[test]
     fn zero_noise_changes_nothing_and_trained_values_come_back() {
-        let path = format!(
-            "{}/search_spaces/presets/mam.ron",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let design = Design::from_file(Path::new(&path)).expect("preset");
+        let design = shipped_preset("mam");
         let model =
             AdaptedModel::build(tiny_encoder(0).expect("tiny"), &design, 2, 0).expect("build");
         let split = TokenizedSplit {

@@ -46,12 +46,16 @@ pub fn load_adapter(dir: &Path, cache: &Cache, device: &Device) -> crate::Result
     let tokenizer = dir.join("tokenizer.json");
     check_hash(&tokenizer, &manifest.tokenizer_sha256, "tokenizer")?;
     let design = Design::from_file(&dir.join("design.ron"))?;
-    let encoder = Encoder::from_folder(&base_dir, device)?;
-    // The seed only decides initial values, which the saved tensors all overwrite.
-    let model = AdaptedModel::build(encoder, &design, manifest.label_names.len(), 0)?;
     let path = dir.join(&manifest.tensors);
     let tensors = read_tensors(&path, device)?;
-    install_tensors(&model.store, &tensors, &path.display().to_string())?;
+    let model = build_trained(
+        &base_dir,
+        &design,
+        manifest.label_names.len(),
+        &tensors,
+        &path.display().to_string(),
+        device,
+    )?;
     let text = TextEncoder::from_file(&tokenizer, manifest.max_len)?;
     Ok(LoadedAdapter {
         dir: dir.to_path_buf(),
@@ -59,6 +63,23 @@ pub fn load_adapter(dir: &Path, cache: &Cache, device: &Device) -> crate::Result
         model,
         text,
     })
+}
+
+/// `design` on the encoder in `model_dir` with its trained tensors installed (names and shapes
+/// checked against the design's own).
+pub fn build_trained(
+    model_dir: &Path,
+    design: &Design,
+    classes: usize,
+    tensors: &HashMap<String, Tensor>,
+    origin: &str,
+    device: &Device,
+) -> crate::Result<AdaptedModel> {
+    let encoder = Encoder::from_folder(model_dir, device)?;
+    // The seed only decides initial values, which the saved tensors all overwrite.
+    let model = AdaptedModel::build(encoder, design, classes, 0)?;
+    install_tensors(&model.store, tensors, origin)?;
+    Ok(model)
 }
 
 /// The folder of the manifest's base model, after checking its `model.safetensors` hash.

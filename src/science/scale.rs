@@ -71,15 +71,7 @@ fn scaled(design: &Design, shape: &BackboneShape, k: f64) -> Design {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Design;
-
-    fn preset(name: &str) -> Design {
-        let path = format!(
-            "{}/search_spaces/presets/{name}.ron",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        Design::from_file(std::path::Path::new(&path)).expect("preset parses")
-    }
+    use crate::spec::{shipped_preset, Design};
 
     fn trainable(d: &Design) -> usize {
         design_cost(d, &BackboneShape::MINILM_L6, 2)
@@ -101,7 +93,7 @@ mod tests {
         ] {
             for percent in [0.1, 0.5, 5.0] {
                 let limit = (shape.backbone_params() as f64 * percent / 100.0) as usize;
-                let d = scale_to_budget(&preset(name), &shape, limit).expect("fits");
+                let d = scale_to_budget(&shipped_preset(name), &shape, limit).expect("fits");
                 let cost = trainable(&d);
                 assert!(cost <= limit, "{name}@{percent}%: {cost} > {limit}");
                 assert!(
@@ -116,7 +108,7 @@ mod tests {
     fn lora_keeps_its_scale_and_heads_stay_multiples() {
         let shape = BackboneShape::MINILM_L6;
         let limit = shape.backbone_params() / 1000;
-        let lora = scale_to_budget(&preset("lora"), &shape, limit).expect("fits");
+        let lora = scale_to_budget(&shipped_preset("lora"), &shape, limit).expect("fits");
         for m in &lora.modules {
             if let Form::Lora { r, alpha } = m.form {
                 assert!(
@@ -128,17 +120,18 @@ mod tests {
         }
         // One width-1 bottleneck per head reads the whole hidden state: 12 of them a layer are
         // over 0.1% already, so the multi-head check uses 0.5%.
-        assert!(scale_to_budget(&preset("mh_parallel_adapter"), &shape, limit).is_none());
-        let mh = scale_to_budget(&preset("mh_parallel_adapter"), &shape, 5 * limit).expect("fits");
+        assert!(scale_to_budget(&shipped_preset("mh_parallel_adapter"), &shape, limit).is_none());
+        let mh = scale_to_budget(&shipped_preset("mh_parallel_adapter"), &shape, 5 * limit)
+            .expect("fits");
         assert_eq!(mh.modules[0].form.width() % shape.heads, 0);
     }
 
     #[test]
     fn full_finetuning_and_impossible_budgets_give_none() {
         let shape = BackboneShape::MINILM_L6;
-        assert!(scale_to_budget(&preset("full_finetune"), &shape, usize::MAX).is_none());
+        assert!(scale_to_budget(&shipped_preset("full_finetune"), &shape, usize::MAX).is_none());
         // Houlsby's trainable layer norms plus two width-1 adapters a layer already exceed 0.1%.
         let limit = shape.backbone_params() / 1000;
-        assert!(scale_to_budget(&preset("houlsby"), &shape, limit).is_none());
+        assert!(scale_to_budget(&shipped_preset("houlsby"), &shape, limit).is_none());
     }
 }

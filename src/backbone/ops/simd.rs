@@ -10,37 +10,33 @@
 
 use std::sync::OnceLock;
 
-/// Whether this CPU runs the AVX-512 copies of `simd_fn!` kernels (checked once).
-pub(crate) fn avx512() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512vl")
-                && std::is_x86_feature_detected!("avx512bw")
-                && std::is_x86_feature_detected!("avx512dq")
-                && std::is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
+/// Which compiled copy of a `simd_fn!` kernel this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// AVX-512 (F, VL, BW, DQ) with FMA: 16 lanes.
+    V4,
+    /// AVX2 with FMA: 8 lanes.
+    V3,
+    /// Baseline x86-64 (or another architecture).
+    Base,
 }
 
-/// Whether this CPU runs the AVX2 + FMA copies of `simd_fn!` kernels (checked once).
-pub(crate) fn avx2_fma() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
+/// The CPU's level, detected once.
+pub(crate) fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            use std::is_x86_feature_detected as has;
+            let fma = has!("fma");
+            if fma && has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512dq") {
+                return Level::V4;
+            }
+            if fma && has!("avx2") {
+                return Level::V3;
+            }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        Level::Base
     })
 }
 
@@ -63,14 +59,11 @@ macro_rules! simd_fn {
                 generic($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if $crate::backbone::ops::simd::avx512() {
-                // SAFETY: v4 only needs the CPU features that avx512() just confirmed.
-                return unsafe { v4($($arg),*) };
-            }
-            #[cfg(target_arch = "x86_64")]
-            if $crate::backbone::ops::simd::avx2_fma() {
-                // SAFETY: v3 only needs the CPU features that avx2_fma() just confirmed.
-                return unsafe { v3($($arg),*) };
+            match $crate::backbone::ops::simd::level() {
+                // SAFETY: each copy needs only the CPU features that level() detected.
+                $crate::backbone::ops::simd::Level::V4 => return unsafe { v4($($arg),*) },
+                $crate::backbone::ops::simd::Level::V3 => return unsafe { v3($($arg),*) },
+                $crate::backbone::ops::simd::Level::Base => {}
             }
             generic($($arg),*)
         }
