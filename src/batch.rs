@@ -39,6 +39,16 @@ pub struct Batch {
     /// (batch,) u32
     pub labels: Tensor,
     pub size: usize,
+    /// Hidden states computed once for these examples below the layers a design changes; the
+    /// encoder then starts there instead of at the embeddings.
+    pub frozen: Option<FrozenInput>,
+}
+
+/// What enters encoder layer `layer` for a batch: (batch, seq, hidden), zero at padding.
+#[derive(Debug, Clone)]
+pub struct FrozenInput {
+    pub layer: usize,
+    pub hidden: Tensor,
 }
 
 /// How examples are grouped into batches.
@@ -106,6 +116,7 @@ pub fn make_batch(
         attention_mask: Tensor::from_vec(mask, (size, seq), device)?,
         labels: Tensor::from_vec(labels, size, device)?,
         size,
+        frozen: None,
     })
 }
 

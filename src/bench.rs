@@ -18,7 +18,7 @@ pub use report::{median, verdict, write_report};
 
 use crate::assets::Cache;
 use crate::backbone::encoder::{no_grad, Encoder};
-use crate::batch::{make_batch, Batch, TokenizedSplit};
+use crate::batch::{make_batch, Batch, FrozenInput, TokenizedSplit};
 use crate::data::{self, SplitOptions, TaskSource};
 use crate::model::AdaptedModel;
 use crate::spec::Design;
@@ -96,6 +96,9 @@ pub struct BenchRow {
     /// Largest absolute difference of the initial logits on the first batch.
     pub logits_max_diff: f64,
     pub seq_lens: Vec<usize>,
+    /// Bottom layers pets ran once per batch before timing (their output cached): nothing in
+    /// them trains. 0 for designs with a module in layer 0.
+    pub frozen_layers: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -249,6 +252,7 @@ fn bench_design(
         losses,
         logits_max_diff,
         seq_lens: seq_lens.collect::<candle_core::Result<_>>()?,
+        frozen_layers: pets.model.frozen_layers(),
     })
 }
 
@@ -324,10 +328,22 @@ struct PetsSide {
 impl PetsSide {
     fn new(
         model: AdaptedModel,
-        batches: Vec<Batch>,
+        mut batches: Vec<Batch>,
         s: &BenchSettings,
         lr: f64,
     ) -> crate::Result<Self> {
+        // As `pets train` does once per dataset (untimed here, like tokenising): what enters
+        // the first layer the design changes, when the layers below are frozen.
+        let frozen = model.frozen_layers();
+        if frozen > 0 {
+            for batch in &mut batches {
+                let hidden = model.hidden_before(batch, frozen)?;
+                batch.frozen = Some(FrozenInput {
+                    layer: frozen,
+                    hidden,
+                });
+            }
+        }
         let vars = model.trainable_vars();
         let params = ParamsAdamW {
             lr,

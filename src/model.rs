@@ -88,13 +88,27 @@ impl AdaptedModel {
 
     /// Mean-pooled final hidden states (b, hidden).
     pub fn pooled(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
-        let hidden = self.encoder.forward(
-            &batch.input_ids,
-            &batch.attention_mask,
-            &self.compiled.layers,
-            train,
-        )?;
-        mean_pool(&hidden, &batch.attention_mask)
+        let (mask, plan) = (&batch.attention_mask, &self.compiled.layers);
+        let hidden = match &batch.frozen {
+            Some(start) if start.layer <= self.frozen_layers() => {
+                self.encoder
+                    .forward_from(start.layer, &start.hidden, mask, plan, train)?
+            }
+            _ => self.encoder.forward(&batch.input_ids, mask, plan, train)?,
+        };
+        mean_pool(&hidden, mask)
+    }
+
+    /// How many bottom layers no trainable tensor and no dropout reaches: the lowest layer with
+    /// a module (all layers when there is none), or 0 when the design unfreezes backbone parts
+    /// or the backbone trains with dropout.
+    pub fn frozen_layers(&self) -> usize {
+        if !self.design.unfreeze.is_empty() || self.encoder.options.dropout > 0.0 {
+            return 0;
+        }
+        let layers = self.encoder.shape().layers;
+        let lowest = self.compiled.layers.iter().position(|l| !l.is_empty());
+        lowest.unwrap_or(layers).min(layers)
     }
 }
 
@@ -105,5 +119,27 @@ impl Classifier for AdaptedModel {
             &self.head_weight,
             Some(&self.head_bias),
         )
+    }
+
+    fn frozen_layers(&self) -> usize {
+        AdaptedModel::frozen_layers(self)
+    }
+
+    fn hidden_before(&self, batch: &Batch, layer: usize) -> candle_core::Result<Tensor> {
+        self.encoder
+            .hidden_before(layer, &batch.input_ids, &batch.attention_mask)
+    }
+}
+
+#[cfg(test)]
+impl AdaptedModel {
+    /// N(0, std²) in every trainable tensor, so modules change the output (fresh ones, with
+    /// zero up-projections, would not).
+    pub(crate) fn randomise(&self, std: f32) -> candle_core::Result<()> {
+        for var in self.store.named().values() {
+            let noise = Tensor::randn(0f32, std, var.shape(), var.device())?;
+            var.set(&noise.to_dtype(var.dtype())?)?;
+        }
+        Ok(())
     }
 }

@@ -40,8 +40,13 @@ impl Encoder {
         plan: &[LayerAdapters],
         train: bool,
     ) -> Result<Tensor> {
+        let x = self.dropout(&self.embed(input_ids)?, train)?;
+        self.forward_from(0, &x, attention_mask, plan, train)
+    }
+
+    /// The (normalised) embeddings of `input_ids` (b, t): what enters layer 0.
+    fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
-        let eps = self.config.layer_norm_eps;
         let d = self.config.hidden_size;
         let words = self
             .word
@@ -55,14 +60,53 @@ impl Encoder {
             .broadcast_add(&self.token_type.narrow(0, 0, 1)?)?
             .broadcast_as((b, t, d))?;
         let (gamma, beta) = (&self.embedding_norm.gamma, &self.embedding_norm.beta);
-        let x = ops::add_layer_norm(&words, &shared, gamma, beta, eps)?;
-        let mut x = self.dropout(&x, train)?;
-        // (1 - mask) · MASKED, shaped (b, 1, 1, t) for every head and query.
-        let mask = ((attention_mask.ones_like()? - attention_mask)? * MASKED as f64)?
-            .reshape((b, 1, 1, t))?;
+        ops::add_layer_norm(&words, &shared, gamma, beta, self.config.layer_norm_eps)
+    }
+
+    /// Runs layers `first..` on `x`, the hidden states entering layer `first` (b, t, hidden).
+    pub fn forward_from(
+        &self,
+        first: usize,
+        x: &Tensor,
+        attention_mask: &Tensor,
+        plan: &[LayerAdapters],
+        train: bool,
+    ) -> Result<Tensor> {
+        let mask = additive_mask(attention_mask)?;
+        self.run_layers(first..self.layers.len(), x, &mask, plan, train)
+    }
+
+    /// The hidden states entering layer `layer` (b, t, hidden) of the encoder without modules
+    /// and without dropout, computed without a graph: what a design that leaves the layers
+    /// below `layer` untouched sees there, whatever its trainable tensors hold.
+    pub fn hidden_before(
+        &self,
+        layer: usize,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+    ) -> Result<Tensor> {
+        let below = 0..layer.min(self.layers.len());
+        let mask = additive_mask(attention_mask)?;
+        no_grad(|| self.run_layers(below, &self.embed(input_ids)?, &mask, &[], false))
+            .map(|x| x.detach())
+    }
+
+    /// Layers `range` in order; a layer without an entry in `plan` runs without modules.
+    fn run_layers(
+        &self,
+        range: std::ops::Range<usize>,
+        x: &Tensor,
+        mask: &Tensor,
+        plan: &[LayerAdapters],
+        train: bool,
+    ) -> Result<Tensor> {
         let empty = LayerAdapters::default();
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(layer, &x, &mask, plan.get(i).unwrap_or(&empty), train)?;
+        let mut x = x.clone();
+        for i in range {
+            let Some(layer) = self.layers.get(i) else {
+                break;
+            };
+            x = self.layer_forward(layer, &x, mask, plan.get(i).unwrap_or(&empty), train)?;
         }
         Ok(x)
     }
@@ -166,6 +210,12 @@ impl Encoder {
             Ok(x.clone())
         }
     }
+}
+
+/// (1 − mask) · MASKED, shaped (b, 1, 1, t) for every head and query.
+fn additive_mask(attention_mask: &Tensor) -> Result<Tensor> {
+    let (b, t) = attention_mask.dims2()?;
+    ((attention_mask.ones_like()? - attention_mask)? * MASKED as f64)?.reshape((b, 1, 1, t))
 }
 
 thread_local! {

@@ -115,6 +115,11 @@ fn setup_lines(
              loss read back every step",
             s.max_grad_norm, s.weight_decay
         )),
+        ("frozen layers", "when every layer below a design's lowest module is frozen (and \
+             dropout is off), pets computes what enters that layer once per dataset and starts \
+             there, as `pets train` does by default; here once per batch, before timing. The \
+             reference runs the whole encoder every step, as PyTorch with PEFT does. Rows marked \
+             'layers 0–k run once' are such designs".into()),
         ("forward", "logits without an autograd graph (pets `no_grad`, torch `no_grad`), copied to the host".into()),
         ("protocol", format!(
             "1 warm-up round, then {} rounds; a round runs every batch once on each side (forward, \
@@ -154,9 +159,12 @@ fn table_row(r: &BenchRow) -> String {
     let rel = r.losses.relative_diffs();
     let later = rel.iter().skip(1).copied().fold(0.0, f64::max);
     let first = |v: &[f64]| v.first().copied().unwrap_or(f64::NAN);
+    let design = match r.frozen_layers {
+        0 => r.design.clone(),
+        k => format!("{} (layers 0–{} run once)", r.design, k - 1),
+    };
     format!(
-        "| {} | {:.3}% | {:e} | {} | {} | {} | {} | {} | {} | {:.6} / {:.6} ({:.1e}) | {later:.1e} | {:.1e} |\n",
-        r.design,
+        "| {design} | {:.3}% | {:e} | {} | {} | {} | {} | {} | {} | {:.6} / {:.6} ({:.1e}) | {later:.1e} | {:.1e} |\n",
         r.percent,
         r.lr,
         spread(&fwd.pets),

@@ -162,6 +162,7 @@ fn row(pets_ms: f64, torch_ms: f64, losses: (f64, f64)) -> BenchRow {
         },
         logits_max_diff: 0.0,
         seq_lens: vec![],
+        frozen_layers: 0,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Evaluation of a classifier on a tokenized split: accuracy, mean loss, predictions in order.
 
+use super::frozen::FrozenStates;
 use super::{Classifier, TrainError};
 use crate::batch::{make_batch, plan_batches, BatchPlan, TokenizedSplit};
 use candle_core::{DType, Device};
@@ -24,6 +25,18 @@ pub fn evaluate(
     device: &Device,
     batch_size: usize,
 ) -> Result<Evaluation, TrainError> {
+    evaluate_with(model, split, None, pad_id, device, batch_size)
+}
+
+/// [`evaluate`], starting the encoder from `states` (computed for this `split`) when given.
+pub fn evaluate_with(
+    model: &dyn Classifier,
+    split: &TokenizedSplit,
+    states: Option<&FrozenStates>,
+    pad_id: u32,
+    device: &Device,
+    batch_size: usize,
+) -> Result<Evaluation, TrainError> {
     if split.is_empty() {
         return Err(TrainError::EmptySplit {
             which: "evaluation",
@@ -37,7 +50,10 @@ pub fn evaluate(
     let mut predictions = vec![0u32; split.len()];
     let (mut loss_sum, mut correct) = (0f64, 0usize);
     for indices in plan_batches(split, &plan) {
-        let batch = make_batch(split, &indices, pad_id, device)?;
+        let mut batch = make_batch(split, &indices, pad_id, device)?;
+        if let Some(states) = states {
+            states.attach(&mut batch, &indices)?;
+        }
         // Detached: nothing downstream is recorded for a backward pass that never comes.
         let logits = crate::backbone::encoder::no_grad(|| model.logits(&batch, false))?
             .detach()

@@ -7,6 +7,7 @@
 
 mod clip;
 mod eval;
+pub mod frozen;
 mod progress;
 mod schedule;
 mod snapshot;
@@ -14,7 +15,7 @@ mod snapshot;
 mod tests;
 
 pub use clip::clip_grad_norm;
-pub use eval::{evaluate, Evaluation};
+pub use eval::{evaluate, evaluate_with, Evaluation};
 pub use schedule::{epoch_seed, learning_rate, total_steps, warmup_steps};
 
 use crate::batch::{make_batch, plan_batches, Batch, BatchPlan, TokenizedSplit};
@@ -49,6 +50,18 @@ pub enum TrainError {
 pub trait Classifier {
     /// `train` is true during training steps (enables backbone dropout where configured).
     fn logits(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor>;
+
+    /// How many bottom layers of an encoder no trainable tensor and no dropout reaches: what
+    /// enters the next one depends only on the example, so it may be computed once and given
+    /// back through [`Batch::frozen`]. 0: none (the default).
+    fn frozen_layers(&self) -> usize {
+        0
+    }
+
+    /// What enters layer `layer` (≤ [`Classifier::frozen_layers`]) for `batch`, without a graph.
+    fn hidden_before(&self, _batch: &Batch, _layer: usize) -> candle_core::Result<Tensor> {
+        candle_core::bail!("this classifier has no frozen layers to start after")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +82,9 @@ pub struct TrainConfig {
     /// Stop after this many optimizer steps (a cheap fidelity); `None` runs every epoch.
     pub max_steps: Option<usize>,
     pub bucket_by_length: bool,
+    /// Compute what enters the first adapted layer once per split when the layers below are
+    /// frozen and dropout is off (see `frozen`); the results match the full forward pass.
+    pub cache_frozen: bool,
     /// Progress bar (or sparse lines when stderr is not a terminal) and per-epoch summaries.
     pub progress: bool,
 }
@@ -86,6 +102,7 @@ impl Default for TrainConfig {
             seed: 0,
             max_steps: None,
             bucket_by_length: true,
+            cache_frozen: true,
             progress: true,
         }
     }
@@ -163,6 +180,21 @@ pub fn train(
     let mut best = BestSnapshot::new();
     let mut records = Vec::new();
     let (mut step, mut train_seconds) = (0usize, 0f64);
+    let cache_started = Instant::now();
+    let frozen = match cfg.cache_frozen {
+        true => frozen::for_splits(model, train, dev, pad_id, device, cfg.eval_batch_size)?,
+        false => None,
+    };
+    if let Some((states, _)) = &frozen {
+        // Counted as training time: it replaces the bottom layers' work of every step.
+        train_seconds += cache_started.elapsed().as_secs_f64();
+        progress.line(format!(
+            "layers below {} untouched: their output computed once ({} MB, {:.1}s)",
+            states.layer(),
+            states.bytes() >> 20,
+            train_seconds
+        ));
+    }
 
     for epoch in 0..cfg.epochs {
         if step >= total {
@@ -179,7 +211,10 @@ pub fn train(
             if step >= total {
                 break;
             }
-            let batch = make_batch(train, &indices, pad_id, device)?;
+            let mut batch = make_batch(train, &indices, pad_id, device)?;
+            if let Some((states, _)) = &frozen {
+                states.attach(&mut batch, &indices)?;
+            }
             let logits = model.logits(&batch, true)?.to_dtype(DType::F32)?;
             let loss = cross_entropy(&logits, &batch.labels)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
@@ -209,7 +244,8 @@ pub fn train(
         train_seconds += seconds;
 
         let eval_started = Instant::now();
-        let eval = evaluate(model, dev, pad_id, device, cfg.eval_batch_size)?;
+        let dev_states = frozen.as_ref().map(|(_, dev)| dev);
+        let eval = evaluate_with(model, dev, dev_states, pad_id, device, cfg.eval_batch_size)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / epoch_steps.max(1) as f64,

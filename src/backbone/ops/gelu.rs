@@ -5,6 +5,9 @@
 //! gelu(x) and, when a backward pass will follow, gelu'(x) from the same Φ(x) (erf as in
 //! `simd::normal_cdf`); backward is then just g · gelu'(x).
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 use super::cpu::{filled_with, slice};
 use super::simd::{gelu, gelu_and_grad, simd_fn};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
@@ -20,7 +23,7 @@ const CHUNK: usize = 16 * 1024;
 simd_fn! {
     /// y = gelu(x), element-wise.
     #[allow(clippy::needless_range_loop)]
-    fn gelu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
+    fn portable_gelu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
         let n = x.len().min(y.len());
         let (x, y) = (&x[..n], &mut y[..n]);
         for i in 0..n {
@@ -32,7 +35,7 @@ simd_fn! {
 simd_fn! {
     /// y = gelu(x) and d = gelu'(x), element-wise.
     #[allow(clippy::needless_range_loop)]
-    fn gelu_grad_slice(x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]) {
+    fn portable_gelu_grad_slice(x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]) {
         let n = x.len().min(y.len()).min(d.len());
         let (x, y, d) = (&x[..n], &mut y[..n], &mut d[..n]);
         for i in 0..n {
@@ -41,6 +44,32 @@ simd_fn! {
             d[i].write(dg);
         }
     }
+}
+
+/// Whether the AVX2 intrinsics run (any CPU with AVX2+FMA, AVX-512 ones included).
+#[cfg(target_arch = "x86_64")]
+fn use_avx2() -> bool {
+    super::simd::level() != super::simd::Level::Base
+}
+
+/// y = gelu(x), element-wise.
+fn gelu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: level() found AVX2 and FMA.
+        return unsafe { avx2::gelu_slice(x, y) };
+    }
+    portable_gelu_slice(x, y)
+}
+
+/// y = gelu(x) and d = gelu'(x), element-wise.
+fn gelu_grad_slice(x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]) {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: level() found AVX2 and FMA.
+        return unsafe { avx2::gelu_grad_slice(x, y, d) };
+    }
+    portable_gelu_grad_slice(x, y, d)
 }
 
 /// gelu(x) over a whole buffer, and gelu'(x) too when `with_grad` (split across rayon tasks).

@@ -94,20 +94,25 @@ fn poly<const N: usize>(x: f32, c: [f32; N]) -> f32 {
     c.iter().rev().fold(0.0, |acc, &k| acc.mul_add(x, k))
 }
 
+/// 1.5·2²³: adding it rounds to an integer in the low bits.
+pub(crate) const EXP_ROUND: f32 = 12_582_912.0;
+/// exp(r) ≈ 1 + r + r²·P(r) on |r| ≤ ln2/2 (Cephes).
+pub(crate) const EXP_P: [f32; 6] = [
+    0.5,
+    0.166_666_65,
+    4.166_579_6e-2,
+    8.333_452e-3,
+    1.398_2e-3,
+    1.987_569_2e-4,
+];
+
 /// expf for x ≤ 0 (Cephes polynomial, ~1 ulp) written branch-free so it vectorises; libm's
 /// scalar expf dominated the softmax. Underflows to exactly 0, so masked keys get exactly 0;
 /// NaN stays NaN.
 #[inline(always)]
 pub(crate) fn exp_neg(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer in the low bits
-    const P: [f32; 6] = [
-        0.5,
-        0.166_666_65,
-        4.166_579_6e-2,
-        8.333_452e-3,
-        1.398_2e-3,
-        1.987_569_2e-4,
-    ];
+    const P: [f32; 6] = EXP_P;
+    const ROUND: f32 = EXP_ROUND;
     let xc = if x < -87.0 { -87.0 } else { x };
     let t = xc * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
@@ -127,15 +132,15 @@ pub(crate) fn exp_neg(x: f32) -> f32 {
 const fn b(bits: u32) -> f32 {
     f32::from_bits(bits)
 }
-const ERX: f32 = b(0x3f58560b);
-const PP: [f32; 5] = [
+pub(crate) const ERX: f32 = b(0x3f58560b);
+pub(crate) const PP: [f32; 5] = [
     b(0x3e0375d4),
     b(0xbea66beb),
     b(0xbce9528f),
     b(0xbbbd1489),
     b(0xb7c756b1),
 ];
-const QQ: [f32; 6] = [
+pub(crate) const QQ: [f32; 6] = [
     1.0,
     b(0x3ecbbbce),
     b(0x3d852a63),
@@ -143,7 +148,7 @@ const QQ: [f32; 6] = [
     b(0x390aee49),
     b(0xb684e21a),
 ];
-const PA: [f32; 7] = [
+pub(crate) const PA: [f32; 7] = [
     b(0xbb1acdc6),
     b(0x3ed46805),
     b(0xbebe9208),
@@ -152,7 +157,7 @@ const PA: [f32; 7] = [
     b(0x3d1151b3),
     b(0xbb0df9c0),
 ];
-const QA: [f32; 7] = [
+pub(crate) const QA: [f32; 7] = [
     1.0,
     b(0x3dd9f331),
     b(0x3f0a5785),
@@ -162,7 +167,7 @@ const QA: [f32; 7] = [
     b(0x3c445aa3),
 ];
 /// Tail numerators/denominators for |u| < 1/0.35 (A) and beyond (B, zero-padded to match).
-const RA: [f32; 8] = [
+pub(crate) const RA: [f32; 8] = [
     b(0xbc21a093),
     b(0xbf31a0b7),
     b(0xc128f022),
@@ -172,7 +177,7 @@ const RA: [f32; 8] = [
     b(0xc2a2932b),
     b(0xc11d077e),
 ];
-const RB: [f32; 8] = [
+pub(crate) const RB: [f32; 8] = [
     b(0xbc21a092),
     b(0xbf4c9dd4),
     b(0xc18e104b),
@@ -182,7 +187,7 @@ const RB: [f32; 8] = [
     b(0xc3f1c275),
     0.0,
 ];
-const SA: [f32; 9] = [
+pub(crate) const SA: [f32; 9] = [
     1.0,
     b(0x419d35ce),
     b(0x4309a863),
@@ -193,7 +198,7 @@ const SA: [f32; 9] = [
     b(0x40d23f7c),
     b(0xbd777f97),
 ];
-const SB: [f32; 9] = [
+pub(crate) const SB: [f32; 9] = [
     1.0,
     b(0x41f2b459),
     b(0x43a2e571),
