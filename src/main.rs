@@ -286,6 +286,10 @@ struct RunArgs {
     /// Stop after this many optimizer steps.
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Run the frozen layers below a design's lowest module every step instead of once per
+    /// dataset (the results are the same; for timing comparisons).
+    #[arg(long)]
+    no_frozen_cache: bool,
     /// cpu or cuda
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -311,6 +315,7 @@ impl RunArgs {
             weight_decay: self.weight_decay,
             seed: self.seed,
             max_steps: self.max_steps,
+            cache_frozen: !self.no_frozen_cache,
             progress: !self.quiet,
             ..TrainConfig::default()
         };
