@@ -14,7 +14,10 @@
 # Then two device runs:
 #   1. carry [".gpu/a"], command: true
 #   2. carry [".gpu/b", ".gpu/bin"], command: bash scripts/bench-gpu.sh
-# The report comes back as $OUT/bench-gpu.md (commit it as reports/bench-gpu.md).
+# The report comes back as $OUT/bench-gpu.md (commit it as reports/bench-gpu.md). With
+# CPU_BENCH=1 the same designs are then benchmarked on that host's CPU too, both sides pinned
+# to two cores with 2 threads (a quiet 2-core comparison, where this machine's 2 cores are
+# shared): $OUT/bench-host-cpu.md. GPU_BENCH=0 skips the GPU part.
 # Extra arguments go to `pets bench` (e.g. --designs lora --rounds 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,5 +53,11 @@ chmod +x /tmp/pets
 nv=$(python3 -c 'import nvidia.cu13 as m; print(":".join(p + "/lib" for p in m.__path__))' 2>/dev/null || true)
 export LD_LIBRARY_PATH="$nv:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
-PETS_CACHE=$cache /tmp/pets bench --device cuda --python python3 --work /tmp/pets-bench \
-    --report "$out/bench-gpu.md" "$@"
+if [ "${GPU_BENCH:-1}" = 1 ]; then
+    PETS_CACHE=$cache /tmp/pets bench --device cuda --python python3 --work /tmp/pets-bench \
+        --report "$out/bench-gpu.md" "$@"
+fi
+if [ "${CPU_BENCH:-0}" = 1 ]; then
+    PETS_CACHE=$cache taskset -c 0,1 /tmp/pets --threads 2 bench --device cpu --python python3 \
+        --work /tmp/pets-bench-cpu --report "$out/bench-host-cpu.md" "$@"
+fi
