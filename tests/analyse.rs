@@ -34,7 +34,8 @@ fn read(p: &Path) -> String {
 }
 
 fn metrics_accuracy(run: &Path) -> f64 {
-    let m: serde_json::Value = serde_json::from_str(&read(&run.join("metrics.json"))).expect("json");
+    let m: serde_json::Value =
+        serde_json::from_str(&read(&run.join("metrics.json"))).expect("json");
     m["accuracy"].as_f64().expect("accuracy")
 }
 
@@ -86,9 +87,26 @@ fn fixture(name: &str) -> Fixture {
     let mam = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/presets/mam.ron");
     let out = pets(
         &[
-            "train", "--design", s(&mam), "--model", s(&model), "--task", s(&data),
-            "--text-column", "text", "--label-column", "label", "--epochs", "2", "--lr", "0.01",
-            "--batch-size", "16", "--quiet", "--out", s(&run),
+            "train",
+            "--design",
+            s(&mam),
+            "--model",
+            s(&model),
+            "--task",
+            s(&data),
+            "--text-column",
+            "text",
+            "--label-column",
+            "label",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--batch-size",
+            "16",
+            "--quiet",
+            "--out",
+            s(&run),
         ],
         &dir,
     );
@@ -105,8 +123,22 @@ fn fixture(name: &str) -> Fixture {
 fn layers_and_noise_on_a_trained_run_of_a_user_data_file() {
     let f = fixture("analyse-layers");
     let reports = f.dir.join("reports");
-    let task = ["--task", s(&f.data), "--text-column", "text", "--label-column", "label"];
-    let mut args = vec!["analyse", "layers", "--run", s(&f.run), "--reports", s(&reports)];
+    let task = [
+        "--task",
+        s(&f.data),
+        "--text-column",
+        "text",
+        "--label-column",
+        "label",
+    ];
+    let mut args = vec![
+        "analyse",
+        "layers",
+        "--run",
+        s(&f.run),
+        "--reports",
+        s(&reports),
+    ];
     args.extend(task);
     let out = pets(&args, &f.dir);
     assert!(out.status.success(), "{}", log(&out));
@@ -119,30 +151,55 @@ fn layers_and_noise_on_a_trained_run_of_a_user_data_file() {
         .iter()
         .map(|l| {
             let c: Vec<&str> = l.split(',').collect();
-            (format!("{}-{}", c[0], c[1]), c[2].parse().expect("acc"), c[3].parse().expect("drop"))
+            (
+                format!("{}-{}", c[0], c[1]),
+                c[2].parse().expect("acc"),
+                c[3].parse().expect("drop"),
+            )
         })
         .collect();
     let names: Vec<&str> = spans.iter().map(|x| x.0.as_str()).collect();
     assert_eq!(names, ["0-0", "0-1", "1-1"]);
     let trained = metrics_accuracy(&f.run);
     for (name, acc, drop) in &spans {
-        assert!((acc + drop - trained).abs() < 2e-6, "{name}: {acc} + {drop} != {trained}");
+        assert!(
+            (acc + drop - trained).abs() < 2e-6,
+            "{name}: {acc} + {drop} != {trained}"
+        );
     }
     // Every layer off is the frozen encoder with the trained head, computed without ablation.
     let frozen = frozen_with_head(&f.model, &f.data, &f.run);
-    assert_eq!(format!("{:.6}", spans[1].1), format!("{frozen:.6}"), "{csv}");
+    assert_eq!(
+        format!("{:.6}", spans[1].1),
+        format!("{frozen:.6}"),
+        "{csv}"
+    );
     let md = read(&reports.join("mam-layers.md"));
-    assert!(md.contains(&format!("All modules on: **{trained:.4}**")), "{md}");
+    assert!(
+        md.contains(&format!("All modules on: **{trained:.4}**")),
+        "{md}"
+    );
     assert!(md.contains(&format!("all off: **{frozen:.4}**")), "{md}");
     assert!(read(&reports.join("mam-layers.svg")).starts_with("<svg"));
 
-    let mut args = vec!["analyse", "noise", "--run", s(&f.run), "--reports", s(&reports)];
+    let mut args = vec![
+        "analyse",
+        "noise",
+        "--run",
+        s(&f.run),
+        "--reports",
+        s(&reports),
+    ];
     args.extend(task);
     args.extend(["--sigmas", "0,1e-3,10", "--draws", "2"]);
     let out = pets(&args, &f.dir);
     assert!(out.status.success(), "{}", log(&out));
     let csv = read(&reports.join("mam-noise.csv"));
-    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     assert!(csv.starts_with("sigma,draw,accuracy\n"), "{csv}");
     assert_eq!(rows.len(), 3 * 2, "{csv}");
     let sigmas: Vec<&str> = rows.iter().map(|r| r[0]).collect();
@@ -160,7 +217,16 @@ fn a_task_with_other_classes_is_refused_naming_the_run_and_the_task() {
     let other = f.dir.join("other.tsv");
     write_reviews(&other, 40, ("good", "bad"));
     let out = pets(
-        &["analyse", "layers", "--run", s(&f.run), "--task", s(&other), "--reports", s(&f.dir)],
+        &[
+            "analyse",
+            "layers",
+            "--run",
+            s(&f.run),
+            "--task",
+            s(&other),
+            "--reports",
+            s(&f.dir),
+        ],
         &f.dir,
     );
     assert!(!out.status.success());
@@ -184,14 +250,40 @@ fn init_sweep_trains_each_std_resumes_and_reports() {
     let houlsby = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/presets/houlsby.ron");
     let (runs, reports) = (dir.join("runs"), dir.join("reports"));
     let args = [
-        "analyse", "init", "--design", s(&houlsby), "--model", s(&model), "--task", s(&data),
-        "--text-column", "text", "--label-column", "label", "--stds", "1e-3,1e-1", "--seeds",
-        "1", "--epochs", "1", "--max-steps", "3", "--jobs", "2", "--runs", s(&runs),
-        "--reports", s(&reports),
+        "analyse",
+        "init",
+        "--design",
+        s(&houlsby),
+        "--model",
+        s(&model),
+        "--task",
+        s(&data),
+        "--text-column",
+        "text",
+        "--label-column",
+        "label",
+        "--stds",
+        "1e-3,1e-1",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--jobs",
+        "2",
+        "--runs",
+        s(&runs),
+        "--reports",
+        s(&reports),
     ];
     let out = pets(&args, &dir);
     assert!(out.status.success(), "{}", log(&out));
-    assert!(log(&out).contains("2 runs trained, 0 reused"), "{}", log(&out));
+    assert!(
+        log(&out).contains("2 runs trained, 0 reused"),
+        "{}",
+        log(&out)
+    );
 
     // Each run trained the design with every module at that std, and the CSV holds its accuracy.
     let csv = read(&reports.join("houlsby-init.csv"));
@@ -224,5 +316,9 @@ fn init_sweep_trains_each_std_resumes_and_reports() {
 
     // A second call reuses both runs.
     let out = pets(&args, &dir);
-    assert!(log(&out).contains("0 runs trained, 2 reused"), "{}", log(&out));
+    assert!(
+        log(&out).contains("0 runs trained, 2 reused"),
+        "{}",
+        log(&out)
+    );
 }

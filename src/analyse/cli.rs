@@ -165,7 +165,11 @@ fn prepare(
     // The same seeded split `pets train` made, so the dev examples are the ones it reported on.
     let dataset = data::load_task(&args.task.source(), cache, &SplitOptions::default())?;
     if dataset.label_names != labels {
-        let what = if args.adapter.is_some() { "adapter" } else { "run" };
+        let what = if args.adapter.is_some() {
+            "adapter"
+        } else {
+            "run"
+        };
         return Err(AnalyseError::LabelMismatch {
             analysed: format!("{what} {}", source_name(args)),
             task: args.task.task.clone(),

@@ -103,7 +103,9 @@ fn entries(args: &InitArgs, design: &Design) -> Result<Vec<(Option<f64>, Entry)>
     }
     // Smoke runs cut by --max-steps live in folders of their own: a full sweep must not reuse
     // them (with one epoch their metrics would otherwise look finished).
-    let steps = args.max_steps.map_or(String::new(), |s| format!("-steps{s}"));
+    let steps = args
+        .max_steps
+        .map_or(String::new(), |s| format!("-steps{s}"));
     let entry = |design: Design, label: String| Entry {
         section: "init".into(),
         task: args.task.task.clone(),
@@ -125,7 +127,10 @@ fn entries(args: &InitArgs, design: &Design) -> Result<Vec<(Option<f64>, Entry)>
         .collect();
     let covered = own_std(design).is_some_and(|s| args.stds.iter().any(|&x| x as f32 == s));
     if !covered {
-        out.push((None, entry(design.clone(), format!("{}-own-init", design.name))));
+        out.push((
+            None,
+            entry(design.clone(), format!("{}-own-init", design.name)),
+        ));
     }
     Ok(out)
 }
@@ -173,7 +178,11 @@ pub fn run_sweep(
         .map(|((std, _), row)| InitPoint {
             std: *std,
             own: std.is_some_and(|s| own == Some(s as f32)),
-            runs: row.runs.iter().map(|m: &RunMetrics| (m.seed, m.accuracy)).collect(),
+            runs: row
+                .runs
+                .iter()
+                .map(|m: &RunMetrics| (m.seed, m.accuracy))
+                .collect(),
             spread: row.spread.clone(),
         })
         .collect();
@@ -230,17 +239,27 @@ mod tests {
         let labels: Vec<&str> = planned.iter().map(|(_, e)| e.label.as_str()).collect();
         assert_eq!(labels, ["mam-std1e-3", "mam-std1e-1", "mam-own-init"]);
         let (_, first) = &planned[0];
-        assert!(first.design.modules.iter().all(|m| m.init == Init::Normal(1e-3)));
+        assert!(first
+            .design
+            .modules
+            .iter()
+            .all(|m| m.init == Init::Normal(1e-3)));
         assert_eq!(first.seeds, vec![0, 1]);
         assert_eq!(planned[2].1.design, mam);
 
         // Houlsby's own init is N(0, 1e-3²): the 1e-3 point is it, no extra entry.
         let houlsby = shipped_preset("houlsby");
         assert_eq!(own_std(&houlsby), Some(1e-3));
-        assert_eq!(entries(&args(&[1e-3, 1e-1]), &houlsby).expect("ok").len(), 2);
+        assert_eq!(
+            entries(&args(&[1e-3, 1e-1]), &houlsby).expect("ok").len(),
+            2
+        );
         let mut smoke = args(&[1e-2]);
         smoke.max_steps = Some(5);
-        assert_eq!(entries(&smoke, &houlsby).expect("ok")[0].1.label, "houlsby-std1e-2-steps5");
+        assert_eq!(
+            entries(&smoke, &houlsby).expect("ok")[0].1.label,
+            "houlsby-std1e-2-steps5"
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub enum AnalyseError {
         trained: Vec<String>,
         found: Vec<String>,
     },
-    #[error("--stds: {value} is not a usable initial standard deviation (it must be finite and > 0)")]
+    #[error(
+        "--stds: {value} is not a usable initial standard deviation (it must be finite and > 0)"
+    )]
     BadStd { value: f64 },
     #[error("--stds: give at least one standard deviation")]
     NoStds,

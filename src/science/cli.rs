@@ -1,8 +1,8 @@
 //! `pets unified`: expand the plan, train what is missing (child processes), write the report.
 
 use super::plan::Plan;
-use super::runner::{jobs, run_all, RunnerOptions};
 use super::report;
+use super::runner::{jobs, run_all, RunnerOptions};
 use crate::assets::Cache;
 use crate::backbone::config::BertConfig;
 use clap::Args;
