@@ -30,6 +30,8 @@ pub enum Error {
     Science(#[from] crate::science::ScienceError),
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    #[error(transparent)]
+    Analyse(#[from] crate::analyse::AnalyseError),
     #[error("internal inconsistency: {0}")]
     Internal(String),
     #[error("tensor computation failed: {0}")]

@@ -119,7 +119,8 @@ enum Command {
     Export(pets::export::ExportArgs),
     /// Classify texts with a folder written by `pets export`.
     Predict(pets::predict::PredictArgs),
-    /// Ask questions of a trained design (which layers carry it).
+    /// Ask questions of a design: which layers carry it, how fragile it is, whether its init
+    /// matters.
     Analyse {
         #[command(subcommand)]
         what: AnalyseCommand,
@@ -205,6 +206,9 @@ enum AnalyseCommand {
     Layers(pets::analyse::cli::LayersArgs),
     /// Dev accuracy after Gaussian noise of growing σ on the trained module tensors.
     Noise(pets::analyse::cli::NoiseArgs),
+    /// Retrain a design with its module weights initialised N(0, std²) over a range of stds
+    /// (resumable child runs) and plot dev accuracy against the std.
+    Init(pets::analyse::cli::InitArgs),
 }
 
 #[derive(Args, Clone)]
@@ -500,6 +504,27 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let report = pets::analyse::cli::run_noise(&args, &cache)?;
             eprintln!("wrote {}", report.display());
+        }
+        Command::Analyse {
+            what: AnalyseCommand::Init(args),
+        } => {
+            let outcome = pets::analyse::cli::run_init(&args, &cache, cli.threads)?;
+            eprintln!(
+                "{} runs trained, {} reused, {} failed; wrote {}",
+                outcome.trained,
+                outcome.reused,
+                outcome.failed.len(),
+                outcome.report.display()
+            );
+            for (dir, why) in &outcome.failed {
+                eprintln!("  failed: {}: {why}", dir.display());
+            }
+            if !outcome.failed.is_empty() {
+                bail!(
+                    "{} runs failed (their logs are in train.log); rerun to retry them",
+                    outcome.failed.len()
+                );
+            }
         }
         Command::Unified(args) => {
             let outcome = pets::science::cli::run_unified(&args, &cache, cli.threads)?;

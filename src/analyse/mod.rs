@@ -1,8 +1,11 @@
 //! Questions asked of a trained design (Houlsby et al., 2019): which layers' modules carry the
 //! result ([`layers`]: every contiguous span switched off, as a table, CSV and heat map), and
-//! how fragile it is ([`noise`]: accuracy under Gaussian noise on the module tensors).
+//! how fragile it is ([`noise`]: accuracy under Gaussian noise on the module tensors); and how
+//! much its initialisation matters ([`init`]: the design retrained over a sweep of init stds).
 
 pub mod cli;
+pub mod init;
+mod init_report;
 pub mod layers;
 pub mod noise;
 
@@ -11,6 +14,31 @@ pub use noise::{noise_sweep, NoiseSweep};
 
 use crate::error::io_err;
 use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AnalyseError {
+    /// The task's classes are not the ones the head was trained on: its logits would be read
+    /// against the wrong names.
+    #[error(
+        "{analysed} was trained on classes {trained:?}, but task {task} has classes {found:?}: \
+         pass the task it was trained on (with --text-column/--label-column for a data file)"
+    )]
+    LabelMismatch {
+        analysed: String,
+        task: String,
+        trained: Vec<String>,
+        found: Vec<String>,
+    },
+    #[error(
+        "--stds: {value} is not a usable initial standard deviation (it must be finite and > 0)"
+    )]
+    BadStd { value: f64 },
+    #[error("--stds: give at least one standard deviation")]
+    NoStds,
+    #[error("--seeds must be at least 1")]
+    NoSeeds,
+}
 
 /// Writes `<stem>.md`, `<stem>.csv` and `<stem>.svg` into `dir`; returns the Markdown path.
 fn write_outputs(

@@ -1,8 +1,8 @@
 //! `pets unified`: expand the plan, train what is missing (child processes), write the report.
 
 use super::plan::Plan;
+use super::report;
 use super::runner::{jobs, run_all, RunnerOptions};
-use super::{report, ScienceError};
 use crate::assets::Cache;
 use crate::backbone::config::BertConfig;
 use clap::Args;
@@ -68,22 +68,14 @@ pub fn run_unified(
             .filter(|e| args.sections.is_empty() || args.sections.contains(&e.section))
             .cloned()
             .collect();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut extra = vec!["--device".to_string(), args.device.clone()];
-        if let Some(steps) = args.max_steps {
-            extra.extend(["--max-steps".to_string(), steps.to_string()]);
-        }
-        let options = RunnerOptions {
-            exe: std::env::current_exe().map_err(|source| ScienceError::Launch {
-                exe: PathBuf::from("pets"),
-                source,
-            })?,
-            model: plan.model.clone(),
-            runs: args.runs.clone(),
-            jobs: args.jobs.max(1),
-            threads: threads.unwrap_or((cores / args.jobs.max(1)).max(1)),
-            extra,
-        };
+        let options = RunnerOptions::children(
+            &plan.model,
+            &args.runs,
+            args.jobs,
+            threads,
+            &args.device,
+            args.max_steps,
+        )?;
         summary = run_all(&jobs(&chosen, &args.runs), &options);
     }
     let rows = report::collect(&entries, &args.runs);

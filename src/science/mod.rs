@@ -8,7 +8,7 @@ mod plot;
 pub mod report;
 pub mod runner;
 pub mod scale;
-mod stats;
+pub mod stats;
 
 use std::path::PathBuf;
 use thiserror::Error;

@@ -26,6 +26,37 @@ pub struct RunnerOptions {
     pub extra: Vec<String>,
 }
 
+impl RunnerOptions {
+    /// Children of the running binary on `device` (`cpu`, `cuda`), `jobs` at a time, each with
+    /// `threads` CPU threads (default: the cores split between the jobs), every run cut to
+    /// `max_steps` when given.
+    pub fn children(
+        model: &str,
+        runs: &Path,
+        jobs: usize,
+        threads: Option<usize>,
+        device: &str,
+        max_steps: Option<usize>,
+    ) -> Result<RunnerOptions, ScienceError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut extra = vec!["--device".to_string(), device.to_string()];
+        if let Some(steps) = max_steps {
+            extra.extend(["--max-steps".to_string(), steps.to_string()]);
+        }
+        Ok(RunnerOptions {
+            exe: std::env::current_exe().map_err(|source| ScienceError::Launch {
+                exe: PathBuf::from("pets"),
+                source,
+            })?,
+            model: model.to_string(),
+            runs: runs.to_path_buf(),
+            jobs: jobs.max(1),
+            threads: threads.unwrap_or((cores / jobs.max(1)).max(1)),
+            extra,
+        })
+    }
+}
+
 /// One seed of one entry: where it runs and what it trains.
 #[derive(Debug, Clone)]
 pub struct RunJob<'a> {
