@@ -130,7 +130,7 @@ fn bert_tensors<'a>(
     let mut adds: HashMap<&str, Vec<&OnnxNode>> = HashMap::new();
     for node in graph.nodes.iter().filter(|n| n.op_type == "Add") {
         for input in &node.inputs {
-            adds.entry(input).or_default().push(node);
+            adds.entry(*input).or_default().push(node);
         }
     }
     let bad = |name: &str, what: String| OnnxError::BadTensor {

@@ -29,7 +29,11 @@ fn export(
             let bias = format!("{PREFIX}{}bias", name.trim_end_matches("weight"));
             let (w, mm) = (format!("onnx::MatMul_{k}"), format!("mm{k}"));
             graph.extend(len_field(1, &node("MatMul", &["h", &w], &[&mm])));
-            let read = if orphan && k == 0 { "elsewhere" } else { &mm };
+            let read = if orphan && k == 0 {
+                "elsewhere"
+            } else {
+                mm.as_str()
+            };
             graph.extend(len_field(
                 1,
                 &node("Add", &[&bias, read], &[&format!("y{k}")]),
