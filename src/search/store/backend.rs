@@ -27,9 +27,9 @@ pub enum Next {
 #[derive(Debug, Clone)]
 pub enum Claim {
     /// A new trial, inserted running and owned by the claimer.
-    New(TrialRow),
+    New(Box<TrialRow>),
     /// A running trial whose owner stopped heartbeating, now the claimer's (`attempts` counts up).
-    Reclaimed(TrialRow),
+    Reclaimed(Box<TrialRow>),
     Wait,
     Done,
 }

@@ -124,9 +124,9 @@ impl StudyStore for Store {
             .map_err(self.err(format!("claiming a trial of study '{name}'")))?;
         let row = self.trial(study, id)?;
         Ok(if reclaimed {
-            Claim::Reclaimed(row)
+            Claim::Reclaimed(Box::new(row))
         } else {
-            Claim::New(row)
+            Claim::New(Box::new(row))
         })
     }
 

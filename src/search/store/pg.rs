@@ -294,9 +294,9 @@ impl StudyStore for PgStore {
             path: redact(&self.url),
         })?;
         Ok(if reclaimed {
-            Claim::Reclaimed(row)
+            Claim::Reclaimed(Box::new(row))
         } else {
-            Claim::New(row)
+            Claim::New(Box::new(row))
         })
     }
 
