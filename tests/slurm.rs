@@ -147,10 +147,7 @@ fn slurm_array_job_fills_a_postgres_study() {
             read(&run.join("slurmd.log"))
         )
     };
-    for (daemon, extra) in [
-        (&slurmctld, vec!["-c", "-i"]),
-        (&slurmd, vec!["-N", host.as_str()]),
-    ] {
+    for (daemon, extra) in [(&slurmctld, ["-c", "-i"]), (&slurmd, ["-N", host.as_str()])] {
         daemons.0.push(
             Command::new(daemon)
                 .arg("-D")
