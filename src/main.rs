@@ -8,7 +8,9 @@ use pets::data::TaskSource;
 use pets::graph::DesignGraph;
 use pets::params::design_cost;
 use pets::run::{train_design, PreparedTask, RunSettings};
+use pets::search::store::Storage;
 use pets::search::study::{run_search, SearchSettings};
+use pets::search::worker::{run_worker, WorkerSettings};
 use pets::spec::Design;
 use pets::train::TrainConfig;
 use std::path::PathBuf;
@@ -98,14 +100,26 @@ enum Command {
         search: SearchArgs,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Join a study in a shared store and train its trials until its budget is spent (start
+    /// many, on many machines: see scripts/slurm/pets-array.sbatch).
+    Worker {
+        #[command(flatten)]
+        search: SearchArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
     },
     /// Re-render a study's reports from its store.
     Report {
         #[arg(long)]
         study: String,
-        /// The study store (SQLite file).
+        /// The study store: a SQLite file or postgres://USER@HOST/DATABASE.
         #[arg(long, default_value = "studies/pets.sqlite")]
-        storage: PathBuf,
+        storage: String,
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
         /// Budget the front is compared at (as in `search --budget`).
@@ -222,9 +236,10 @@ struct SearchArgs {
     /// Study name; rerunning the same command resumes it.
     #[arg(long)]
     study: Option<String>,
-    /// The study store (SQLite file).
+    /// The study store: a SQLite file, or postgres://USER@HOST/DATABASE shared by workers (then
+    /// `search` is one worker plus the reports).
     #[arg(long, default_value = "studies/pets.sqlite")]
-    storage: PathBuf,
+    storage: String,
     #[arg(long, default_value = "reports")]
     reports: PathBuf,
     /// nsga2 or random
@@ -257,6 +272,17 @@ struct SearchArgs {
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
     search_seed: u64,
+}
+
+/// A worker's own settings (every worker of a study shares the `SearchArgs`).
+#[derive(Args, Clone)]
+struct WorkerArgs {
+    /// Seconds without a heartbeat after which a worker's running trial is claimed again.
+    #[arg(long, default_value_t = 120.0)]
+    stale_after: f64,
+    /// Folder of trial run folders (default: beside a SQLite store; studies/ for a database).
+    #[arg(long)]
+    trials_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -428,48 +454,53 @@ fn run(cli: Cli) -> Result<()> {
             let (metrics, _) = train_design(&design, &task, &settings, out.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&metrics)?);
         }
-        Command::Search { search, run } => {
-            let space_stem = search
-                .space
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string());
-            let settings = SearchSettings {
-                study: search
-                    .study
-                    .clone()
-                    .or(space_stem)
-                    .unwrap_or_else(|| "study".into()),
-                space: search.space,
-                budget: search.budget,
-                sampler: search.sampler,
-                seed: search.search_seed,
-                initial: search.initial,
-                population: search.population,
-                eta: search.eta,
-                rungs: search.rungs,
-                baselines: search.baselines,
-                presets_dir: search.presets,
-                store: search.storage,
-                reports: search.reports,
-                jobs: search.jobs,
-                command: std::env::args().collect::<Vec<_>>().join(" "),
-            };
+        Command::Search {
+            search,
+            run,
+            worker,
+        } => {
+            let shared = matches!(Storage::parse(&search.storage)?, Storage::Postgres(_));
             let mut run = run.settings(1)?;
             run.train.progress = false;
             let started = std::time::Instant::now();
-            let outcome = run_search(&settings, &run, &cache)?;
-            println!("{}", outcome.front);
+            let (front, trials, files, study) = if shared {
+                let ws = worker_settings(search, worker, true)?;
+                let outcome = run_worker(&ws, &run, &cache)?;
+                let study = ws.search.study;
+                (outcome.front, outcome.trials, outcome.report_files, study)
+            } else {
+                let settings = search_settings(search);
+                let outcome = run_search(&settings, &run, &cache)?;
+                let study = settings.study;
+                (outcome.front, outcome.trials, outcome.report_files, study)
+            };
+            println!("{front}");
             eprintln!(
-                "study {}: {} trials in {:.0} s; reports: {}",
-                settings.study,
-                outcome.trials.len(),
+                "study {study}: {} trials in {:.0} s; reports: {}",
+                trials.len(),
                 started.elapsed().as_secs_f64(),
-                outcome
-                    .report_files
+                files
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
+            );
+        }
+        Command::Worker {
+            search,
+            run,
+            worker,
+        } => {
+            let ws = worker_settings(search, worker, false)?;
+            let mut run = run.settings(1)?;
+            run.train.progress = false;
+            let outcome = run_worker(&ws, &run, &cache)?;
+            eprintln!(
+                "worker pid {}: trained {} trials; study {} has {} trials, its budget spent",
+                std::process::id(),
+                outcome.trained,
+                ws.search.study,
+                outcome.trials.len()
             );
         }
         Command::Report {
@@ -577,6 +608,58 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench(args, &cache)?,
     }
     Ok(())
+}
+
+fn search_settings(search: SearchArgs) -> SearchSettings {
+    let space_stem = search
+        .space
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string());
+    SearchSettings {
+        study: search
+            .study
+            .clone()
+            .or(space_stem)
+            .unwrap_or_else(|| "study".into()),
+        space: search.space,
+        budget: search.budget,
+        sampler: search.sampler,
+        seed: search.search_seed,
+        initial: search.initial,
+        population: search.population,
+        eta: search.eta,
+        rungs: search.rungs,
+        baselines: search.baselines,
+        presets_dir: search.presets,
+        store: match Storage::parse(&search.storage) {
+            Ok(Storage::Sqlite(path)) => path,
+            _ => PathBuf::from(&search.storage),
+        },
+        reports: search.reports,
+        jobs: search.jobs,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    }
+}
+
+fn worker_settings(search: SearchArgs, worker: WorkerArgs, report: bool) -> Result<WorkerSettings> {
+    if !(worker.stale_after.is_finite() && worker.stale_after > 0.0) {
+        bail!(
+            "--stale-after {}: expected a positive number of seconds",
+            worker.stale_after
+        );
+    }
+    let storage = search.storage.clone();
+    let trials_dir = match worker.trials_dir {
+        Some(dir) => dir,
+        None => WorkerSettings::default_trials_dir(&storage)?,
+    };
+    Ok(WorkerSettings {
+        search: search_settings(search),
+        storage,
+        trials_dir,
+        stale_after: std::time::Duration::from_secs_f64(worker.stale_after),
+        report,
+    })
 }
 
 fn bench(args: BenchArgs, cache: &Cache) -> Result<()> {

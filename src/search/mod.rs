@@ -7,6 +7,7 @@ pub mod fidelity;
 pub mod genome;
 pub mod operators;
 pub mod pareto;
+pub mod plan;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,7 @@ pub mod space;
 pub mod store;
 pub mod study;
 pub mod width;
+pub mod worker;
 
 pub use budget::Budget;
 pub use canonical::canonical;

@@ -349,7 +349,8 @@ pub fn trial_folder(store: &std::path::Path, study: &str, number: usize) -> Path
         .join(number.to_string())
 }
 
-fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
+/// The search settings stored with a study: every process working on it must share them.
+pub(crate) fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
     serde_json::json!({
         "space": s.space, "budget": s.budget, "sampler": s.sampler, "seed": s.seed,
         "initial": s.initial, "population": s.population, "eta": s.eta, "rungs": s.rungs,
@@ -498,15 +499,16 @@ impl Runner<'_> {
     }
 }
 
-/// Re-renders a study's reports from its store (no lease needed: a running search is unaffected).
+/// Re-renders a study's reports from its store, a SQLite path or a `postgres://` URL (no lease
+/// needed: a running search or its workers are unaffected).
 pub fn rerender(
-    store_path: &std::path::Path,
+    storage: &str,
     study: &str,
     reports: &std::path::Path,
     budget: &str,
     shape: &BackboneShape,
 ) -> crate::Result<Vec<PathBuf>> {
-    let store = Store::open(store_path)?;
+    let store = super::store::open_storage(storage)?;
     let id = store.study_id(study)?;
     let trials = store.trials(id)?;
     let settings = store.settings(id)?;

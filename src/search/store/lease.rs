@@ -53,17 +53,7 @@ impl Store {
                         study: name.into(),
                         what: e.to_string(),
                     })?;
-                let mut differences = Vec::new();
-                diff("", &stored, settings, &mut differences);
-                if !differences.is_empty() {
-                    let keys = differences.iter().map(|(k, _)| k.clone()).collect();
-                    let differences = differences.into_iter().map(|(_, d)| d).collect();
-                    return Err(StoreError::SettingsMismatch {
-                        study: name.into(),
-                        keys,
-                        differences,
-                    });
-                }
+                check_settings(name, &stored, settings)?;
                 if let (Some(owner), Some(beat)) = (owner, heartbeat) {
                     let stale_after = self.stale_after.as_secs_f64();
                     let fresh = time - beat < stale_after && !owner_is_dead(&owner);
@@ -164,6 +154,22 @@ impl Drop for KeepAlive {
             let _ = thread.join();
         }
     }
+}
+
+/// `SettingsMismatch` naming every key where `given` differs from the study's `stored` settings.
+pub(crate) fn check_settings(name: &str, stored: &Value, given: &Value) -> Result<(), StoreError> {
+    let mut differences = Vec::new();
+    diff("", stored, given, &mut differences);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    let keys = differences.iter().map(|(k, _)| k.clone()).collect();
+    let differences = differences.into_iter().map(|(_, d)| d).collect();
+    Err(StoreError::SettingsMismatch {
+        study: name.into(),
+        keys,
+        differences,
+    })
 }
 
 /// Differences between stored and given settings as (dotted key, "key: stored X, now Y").

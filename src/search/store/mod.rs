@@ -1,16 +1,25 @@
-//! The study store: one SQLite file of studies and their trials, so a search resumes after a
-//! crash, reports can be rebuilt at any time, and two processes cannot run one study at once.
+//! The study store: studies and their trials, so a search resumes after a crash, reports can be
+//! rebuilt at any time, and many workers can share one study.
 //!
-//! This module owns [`Store`] (opening the file, looking studies up) with its error and id types;
-//! `schema` holds the tables, `lease` the one-process-per-study lease, `trials` the trial
-//! lifecycle and `rows` the trial types and their decoding.
+//! This module owns [`Store`] (the SQLite file: opening it, looking studies up) with the error and
+//! id types; `backend` is the interface both stores implement ([`StudyStore`]) and the parsing of
+//! `--storage`; `pg` the PostgreSQL store; `claims` the SQLite side of worker claims;
+//! `schema` the tables, `lease` the one-process-per-study lease of `pets search`, `trials` the
+//! trial lifecycle and `rows` the trial types and their decoding.
 
+mod backend;
+mod claims;
 mod lease;
+mod pg;
 mod rows;
 mod schema;
 mod trials;
 
+pub use backend::{
+    open_storage, owner_name, redact, Claim, Next, Planner, Storage, StudyStore, TrialEnd,
+};
 pub use lease::{KeepAlive, DEFAULT_STALE_AFTER};
+pub use pg::PgStore;
 pub use rows::{state_str, NewTrial, TrialKind, TrialResult, TrialRow};
 pub use schema::SCHEMA_VERSION;
 
@@ -81,6 +90,21 @@ pub enum StoreError {
     },
     #[error("study '{study}': stored settings are not JSON: {what}")]
     CorruptSettings { study: String, what: String },
+    #[error("study store {url}: {context}: {source}")]
+    Postgres {
+        /// Without its password.
+        url: String,
+        context: String,
+        source: ::postgres::Error,
+    },
+    #[error("unsupported study store {location}: expected a SQLite path, sqlite://PATH or postgres://USER@HOST/DATABASE")]
+    UnsupportedStorage { location: String },
+    #[error("study '{study}', trial {number} is now held by {owner}: this worker's heartbeat went stale and the trial was claimed again")]
+    NotOwner {
+        study: String,
+        number: usize,
+        owner: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,6 +182,12 @@ impl Store {
             0 => {
                 tx.execute_batch(SCHEMA)
                     .map_err(store.err("creating the schema"))?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(store.err("setting the schema version"))?;
+            }
+            1 => {
+                tx.execute_batch(schema::MIGRATE_1_TO_2)
+                    .map_err(store.err("upgrading the schema to version 2"))?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(store.err("setting the schema version"))?;
             }

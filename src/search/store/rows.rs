@@ -1,5 +1,5 @@
-//! Trials as stored: kinds, state words, new trials, results, and rows decoded from SQLite with
-//! every corrupt value named.
+//! Trials as stored: kinds, state words, new trials, results, and rows decoded from either
+//! backend with every corrupt value named.
 
 use super::{StoreError, TrialId};
 use crate::search::{Evaluated, TrialState};
@@ -96,6 +96,10 @@ pub struct TrialRow {
     pub seconds: Option<f64>,
     pub error: Option<String>,
     pub metrics: Option<Value>,
+    /// The worker that claimed it (`pets worker`); `None` for trials of a single-process search.
+    pub owner: Option<String>,
+    /// Times it was claimed: more than 1 when a worker died and another re-claimed it.
+    pub attempts: usize,
 }
 
 impl TrialRow {
@@ -114,54 +118,112 @@ impl TrialRow {
     }
 }
 
-/// Reads one row; the outer error is SQLite's, the inner one a corrupt value naming the trial.
-pub(crate) fn read_row(r: &Row, study: &str) -> rusqlite::Result<Result<TrialRow, StoreError>> {
-    let number: usize = r.get(1)?;
-    let corrupt = |what: String| StoreError::Corrupt {
-        study: study.into(),
-        number,
-        what,
-    };
-    let (kind, state, design, metrics): (String, String, String, Option<String>) =
-        (r.get(2)?, r.get(6)?, r.get(4)?, r.get(18)?);
-    let kind = match kind.as_str() {
-        "search" => TrialKind::Search,
-        "baseline" => TrialKind::Baseline,
-        other => return Ok(Err(corrupt(format!("unknown kind '{other}'")))),
-    };
-    let Some(state) = parse_state(&state) else {
-        return Ok(Err(corrupt(format!("unknown state '{state}'"))));
-    };
-    let design = match Design::from_ron(&design, "stored design") {
-        Ok(design) => design,
-        Err(e) => return Ok(Err(corrupt(format!("bad design: {e}")))),
-    };
-    let metrics = match metrics.map(|m| serde_json::from_str(&m)).transpose() {
-        Ok(metrics) => metrics,
-        Err(e) => return Ok(Err(corrupt(format!("bad metrics JSON: {e}")))),
-    };
-    Ok(Ok(TrialRow {
-        id: TrialId(r.get(0)?),
-        number,
-        kind,
-        label: r.get(3)?,
-        design,
-        canonical: r.get(5)?,
-        state,
-        accuracy: r.get(7)?,
-        params: r.get(8)?,
-        percent: r.get(9)?,
-        fidelity: r.get(10)?,
-        // Bit-for-bit inverse of the cast on insert.
-        seed: r.get::<_, i64>(11)? as u64,
-        rung: r.get(12)?,
-        parent: r.get(13)?,
-        started: r.get(14)?,
-        finished: r.get(15)?,
-        seconds: r.get(16)?,
-        error: r.get(17)?,
-        metrics,
-    }))
+/// A trial row as both backends read it: plain column values, decoded by [`RawRow::decode`] so a
+/// corrupt value is named the same way whichever database it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct RawRow {
+    pub id: i64,
+    pub number: i64,
+    pub kind: String,
+    pub label: Option<String>,
+    pub design: String,
+    pub canonical: String,
+    pub state: String,
+    pub accuracy: Option<f64>,
+    pub params: Option<i64>,
+    pub percent: Option<f64>,
+    pub fidelity: i64,
+    pub seed: i64,
+    pub rung: i64,
+    pub parent: Option<i64>,
+    pub started: f64,
+    pub finished: Option<f64>,
+    pub seconds: Option<f64>,
+    pub error: Option<String>,
+    pub metrics: Option<String>,
+    pub owner: Option<String>,
+    pub attempts: i64,
+}
+
+impl RawRow {
+    /// Reads the columns of [`super::schema::COLUMNS`], in that order, from a SQLite row.
+    pub(crate) fn sqlite(r: &Row) -> rusqlite::Result<RawRow> {
+        Ok(RawRow {
+            id: r.get(0)?,
+            number: r.get(1)?,
+            kind: r.get(2)?,
+            label: r.get(3)?,
+            design: r.get(4)?,
+            canonical: r.get(5)?,
+            state: r.get(6)?,
+            accuracy: r.get(7)?,
+            params: r.get(8)?,
+            percent: r.get(9)?,
+            fidelity: r.get(10)?,
+            seed: r.get(11)?,
+            rung: r.get(12)?,
+            parent: r.get(13)?,
+            started: r.get(14)?,
+            finished: r.get(15)?,
+            seconds: r.get(16)?,
+            error: r.get(17)?,
+            metrics: r.get(18)?,
+            owner: r.get(19)?,
+            attempts: r.get(20)?,
+        })
+    }
+
+    pub(crate) fn decode(self, study: &str) -> Result<TrialRow, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt {
+            study: study.into(),
+            number: usize::try_from(self.number).unwrap_or(0),
+            what,
+        };
+        let count = |what: &str, v: i64| {
+            usize::try_from(v).map_err(|_| corrupt(format!("negative {what} {v}")))
+        };
+        let number = count("number", self.number)?;
+        let kind = match self.kind.as_str() {
+            "search" => TrialKind::Search,
+            "baseline" => TrialKind::Baseline,
+            other => return Err(corrupt(format!("unknown kind '{other}'"))),
+        };
+        let Some(state) = parse_state(&self.state) else {
+            return Err(corrupt(format!("unknown state '{}'", self.state)));
+        };
+        let design = Design::from_ron(&self.design, "stored design")
+            .map_err(|e| corrupt(format!("bad design: {e}")))?;
+        let metrics = self
+            .metrics
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| corrupt(format!("bad metrics JSON: {e}")))?;
+        Ok(TrialRow {
+            id: TrialId(self.id),
+            number,
+            kind,
+            label: self.label,
+            design,
+            canonical: self.canonical,
+            state,
+            accuracy: self.accuracy,
+            params: self.params.map(|p| count("params", p)).transpose()?,
+            percent: self.percent,
+            fidelity: count("fidelity", self.fidelity)?,
+            // Bit-for-bit inverse of the cast on insert (databases store signed integers).
+            seed: self.seed as u64,
+            rung: count("rung", self.rung)?,
+            parent: self.parent.map(|p| count("parent", p)).transpose()?,
+            started: self.started,
+            finished: self.finished,
+            seconds: self.seconds,
+            error: self.error,
+            metrics,
+            owner: self.owner,
+            attempts: count("attempts", self.attempts)?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The trial lifecycle in the store: begin (numbered, under the lease), complete, fail or prune
 //! exactly once, list, and reclaim the trials a dead process left running.
 
-use super::rows::{parse_state, read_row};
+use super::rows::{parse_state, RawRow};
 use super::schema::COLUMNS;
 use super::{
     now, NewTrial, Store, StoreError, StudyId, TrialId, TrialResult, TrialRow, INTERRUPTED,
@@ -164,10 +164,10 @@ impl Store {
         let context = format!("reading the trials of study '{name}'");
         let mut stmt = self.conn.prepare(&query).map_err(self.err(&context))?;
         let rows = stmt
-            .query_map([study.0], |r| read_row(r, &name))
+            .query_map([study.0], RawRow::sqlite)
             .map_err(self.err(&context))?;
-        let rows: Vec<_> = rows.collect::<Result<_, _>>().map_err(self.err(&context))?;
-        rows.into_iter().collect()
+        let rows: Vec<RawRow> = rows.collect::<Result<_, _>>().map_err(self.err(&context))?;
+        rows.into_iter().map(|r| r.decode(&name)).collect()
     }
 
     /// Trials left running by a process that died: marks them failed ([`INTERRUPTED`]) and returns
@@ -175,9 +175,15 @@ impl Store {
     pub fn reclaim_running(&self, study: StudyId) -> Result<Vec<TrialRow>, StoreError> {
         let tx = self.immediate("reclaiming running trials")?;
         self.heartbeat(study)?;
-        let running = self.select(study, "AND state = 'running'")?;
-        let sql = "UPDATE trials SET state = 'failed', finished = ?2, error = ?3 WHERE study_id = ?1 AND state = 'running'";
-        tx.execute(sql, params![study.0, now(), INTERRUPTED])
+        // Trials of live `pets worker`s (fresh heartbeats) are theirs, not this process's to redo.
+        let time = now();
+        let cutoff = time - self.stale_after.as_secs_f64();
+        let filter =
+            format!("AND state = 'running' AND (heartbeat IS NULL OR heartbeat < {cutoff:?})");
+        let running = self.select(study, &filter)?;
+        let sql = "UPDATE trials SET state = 'failed', finished = ?2, error = ?3 WHERE study_id = ?1 AND state = 'running'
+                   AND (heartbeat IS NULL OR heartbeat < ?4)";
+        tx.execute(sql, params![study.0, time, INTERRUPTED, cutoff])
             .map_err(self.err("reclaiming running trials"))?;
         tx.commit().map_err(self.err("reclaiming running trials"))?;
         Ok(running)

@@ -1,0 +1,196 @@
+//! One interface over the two study stores: SQLite (the embedded default) and PostgreSQL (shared by
+//! workers on many machines). Workers claim trials through it; reports read through it.
+//!
+//! The model is optuna's relational storage: the store is the only shared state. A claim is one
+//! transaction that holds the study's row lock, so of all workers proposing at once, exactly one
+//! sees the history at a time and inserts the next trial number; a worker's heartbeats keep its
+//! claim, and a running trial whose heartbeat went stale is claimed again (same number, same
+//! design), so a trial is never evaluated twice to completion and never lost.
+
+use super::{NewTrial, StoreError, StudyId, TrialId, TrialResult, TrialRow};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What a study should do next, as its planner decides from the trials.
+#[derive(Debug, Clone)]
+pub enum Next {
+    /// Start this trial.
+    Trial(NewTrial),
+    /// Nothing to start until a running trial ends (a rung waits for the one below it).
+    Wait,
+    /// The study's trial budget is spent and no trial is running.
+    Done,
+}
+
+/// What a claim got.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// A new trial, inserted running and owned by the claimer.
+    New(Box<TrialRow>),
+    /// A running trial whose owner stopped heartbeating, now the claimer's (`attempts` counts up).
+    Reclaimed(Box<TrialRow>),
+    Wait,
+    Done,
+}
+
+/// How a claimed trial ended.
+#[derive(Debug, Clone)]
+pub enum TrialEnd {
+    Complete(TrialResult),
+    Failed(String),
+}
+
+/// A planner: every trial of the study (inside the claim's transaction) in, the next step out.
+pub type Planner<'a> = dyn FnMut(&[TrialRow]) -> crate::Result<Next> + 'a;
+
+/// The study store as workers and reports use it. Implemented by [`super::Store`] (SQLite) and
+/// [`super::PgStore`] (PostgreSQL).
+pub trait StudyStore: Send {
+    /// Where the store lives, for messages: a path, or the URL without its password.
+    fn location(&self) -> String;
+    /// A second connection to the same store, for a heartbeat thread.
+    fn connect_again(&self) -> Result<Box<dyn StudyStore>, StoreError>;
+    /// Creates the study, or joins it when the settings match (`SettingsMismatch` otherwise).
+    /// Takes no lease: any number of workers join one study.
+    fn join_study(&self, name: &str, settings: &Value) -> Result<StudyId, StoreError>;
+    fn study_id(&self, name: &str) -> Result<StudyId, StoreError>;
+    fn settings(&self, study: StudyId) -> Result<Value, StoreError>;
+    /// Every trial of the study, by number.
+    fn trials(&self, study: StudyId) -> Result<Vec<TrialRow>, StoreError>;
+    /// In one transaction holding the study's lock: re-claims the lowest-numbered running trial
+    /// whose heartbeat is older than `stale_after`, or else asks `plan` what to do given every
+    /// trial and inserts its trial (next number, running, owned by `owner`, heartbeat now).
+    fn claim(
+        &self,
+        study: StudyId,
+        owner: &str,
+        stale_after: Duration,
+        plan: &mut Planner,
+    ) -> crate::Result<Claim>;
+    /// Refreshes the heartbeat of a trial `owner` holds; `false` when it is no longer theirs (it
+    /// was re-claimed after a stale heartbeat, or has ended).
+    fn beat(&self, trial: TrialId, owner: &str) -> Result<bool, StoreError>;
+    /// Ends a trial `owner` holds, once: `NotOwner` when another worker re-claimed it meanwhile
+    /// (that worker's result will count), `NotRunning` when it already ended.
+    fn finish(&self, trial: TrialId, owner: &str, end: &TrialEnd) -> Result<(), StoreError>;
+}
+
+/// Where a study store lives, parsed from `--storage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A SQLite file: a plain path or `sqlite://PATH`.
+    Sqlite(PathBuf),
+    /// `postgres://user[:password]@host[:port]/database` (or `postgresql://`).
+    Postgres(String),
+}
+
+impl Storage {
+    pub fn parse(location: &str) -> Result<Storage, StoreError> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Ok(Storage::Postgres(location.to_string()))
+        } else if let Some(path) = location.strip_prefix("sqlite://") {
+            Ok(Storage::Sqlite(PathBuf::from(path)))
+        } else if location.contains("://") {
+            Err(StoreError::UnsupportedStorage {
+                location: redact(location),
+            })
+        } else {
+            Ok(Storage::Sqlite(PathBuf::from(location)))
+        }
+    }
+
+    /// Opens the store (creating a SQLite file, or the tables in a PostgreSQL database, as needed).
+    pub fn open(&self) -> Result<Box<dyn StudyStore>, StoreError> {
+        match self {
+            Storage::Sqlite(path) => Ok(Box::new(super::Store::open(path)?)),
+            Storage::Postgres(url) => Ok(Box::new(super::PgStore::connect(url)?)),
+        }
+    }
+
+    /// The default folder of trial run folders: beside a SQLite file; `studies/` under the working
+    /// directory for a database (give workers on many machines a shared one with `--trials-dir`).
+    pub fn default_trials_dir(&self) -> PathBuf {
+        match self {
+            Storage::Sqlite(path) => path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| Path::new("."))
+                .to_path_buf(),
+            Storage::Postgres(_) => PathBuf::from("studies"),
+        }
+    }
+}
+
+/// Opens the store at `location` (a path or a URL).
+pub fn open_storage(location: &str) -> Result<Box<dyn StudyStore>, StoreError> {
+    Storage::parse(location)?.open()
+}
+
+/// The URL with its password replaced by `***`, fit for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// An owner name for claims: pid, host and a nonce (two workers of one process differ by `tag`).
+pub fn owner_name(tag: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .map_or_else(|_| "unknown host".into(), |h| h.trim().to_string());
+    let nonce = super::now().fract().to_bits() & 0xffff_ffff;
+    format!("pid {} on {host} ({nonce:x}{tag})", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_locations_parse_and_passwords_stay_out_of_messages() {
+        assert_eq!(
+            Storage::parse("studies/pets.sqlite").unwrap(),
+            Storage::Sqlite("studies/pets.sqlite".into())
+        );
+        assert_eq!(
+            Storage::parse("sqlite:///tmp/s.sqlite").unwrap(),
+            Storage::Sqlite("/tmp/s.sqlite".into())
+        );
+        assert!(matches!(
+            Storage::parse("postgresql://u@h/db").unwrap(),
+            Storage::Postgres(_)
+        ));
+        let err = Storage::parse("mysql://root:hunter2@db/x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported study store mysql://root:***@db/x: expected a SQLite path, sqlite://PATH or postgres://USER@HOST/DATABASE"
+        );
+        assert_eq!(
+            redact("postgres://u:p@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
+        assert_eq!(
+            redact("postgres://u@h/d?x=a:b@c"),
+            "postgres://u@h/d?x=a:b@c"
+        );
+        assert_eq!(
+            Storage::parse("postgres://u@h/d")
+                .unwrap()
+                .default_trials_dir(),
+            PathBuf::from("studies")
+        );
+        assert_eq!(
+            Storage::parse("s.sqlite").unwrap().default_trials_dir(),
+            PathBuf::from(".")
+        );
+    }
+}
