@@ -37,7 +37,9 @@ fn check_parse_error(err: &SpecError) -> Result<(), Violation> {
     let (origin, line, column) = (parts.next(), parts.next(), parts.next());
     let number = |s: Option<&str>| s.and_then(|s| s.parse::<usize>().ok()).filter(|n| *n >= 1);
     if origin != Some(ORIGIN) || number(line).is_none() || number(column).is_none() {
-        return Err(violation(format!("parse error without file:line:column: {text}")));
+        return Err(violation(format!(
+            "parse error without file:line:column: {text}"
+        )));
     }
     Ok(())
 }
@@ -73,7 +75,9 @@ pub fn check_design(design: &Design) -> Result<(), Violation> {
     let again = Design::from_ron(&text, ORIGIN)
         .map_err(|e| violation(format!("a valid design does not re-parse: {e}\n{text}")))?;
     if again.to_ron() != text || canonical(&again) != canonical(design) {
-        return Err(violation(format!("RON round trip changed the design:\n{text}")));
+        return Err(violation(format!(
+            "RON round trip changed the design:\n{text}"
+        )));
     }
     let encoder = tiny_encoder(0).map_err(|e| violation(format!("tiny encoder: {e}")))?;
     let model = AdaptedModel::build(encoder, design, 2, 0)
@@ -86,8 +90,8 @@ pub fn check_design(design: &Design) -> Result<(), Violation> {
         labels: vec![0, 1],
     };
     let device = candle_core::Device::Cpu;
-    let batch = make_batch(&split, &[0, 1], 0, &device)
-        .map_err(|e| violation(format!("batch: {e}")))?;
+    let batch =
+        make_batch(&split, &[0, 1], 0, &device).map_err(|e| violation(format!("batch: {e}")))?;
     let logits = model
         .logits(&batch, false)
         .map_err(|e| violation(format!("forward pass of a valid design fails: {e}\n{text}")))?;
@@ -118,12 +122,11 @@ pub fn space_bytes(data: &[u8]) -> Result<(), Violation> {
     let shape = tiny_config().shape();
     // 5% of the tiny backbone: room for a few modules, tight enough to exercise the repairs.
     let budget_params = shape.backbone_params() / 20;
-    for sampler in ["random", "nsga2"] {
+    for name in ["random", "nsga2"] {
         let mut seen: HashSet<String> = HashSet::new();
         let mut history: Vec<Evaluated> = Vec::new();
         for round in 0..2 {
-            let mut sampler =
-                sampler_by_name(sampler, 7, 2).map_err(|e| violation(e.to_string()))?;
+            let mut sampler = sampler_by_name(name, 7, 2).map_err(|e| violation(e.to_string()))?;
             let ctx = ProposalContext {
                 space: &space,
                 shape,
@@ -137,9 +140,7 @@ pub fn space_bytes(data: &[u8]) -> Result<(), Violation> {
                     | SearchError::Infeasible { .. }
                     | SearchError::Exhausted { .. },
                 ) => break,
-                Err(other) => {
-                    return Err(violation(format!("{sampler:?} round {round}: {other}")))
-                }
+                Err(other) => return Err(violation(format!("{name} round {round}: {other}"))),
             };
             for design in designs {
                 check_design(&design)?;
@@ -154,7 +155,10 @@ pub fn space_bytes(data: &[u8]) -> Result<(), Violation> {
                 }
                 let hash = canonical(&design);
                 if !seen.insert(hash.clone()) {
-                    return Err(violation(format!("duplicate proposal:\n{}", design.to_ron())));
+                    return Err(violation(format!(
+                        "duplicate proposal:\n{}",
+                        design.to_ron()
+                    )));
                 }
                 history.push(Evaluated {
                     accuracy: 0.5 + 0.01 * history.len() as f64,

@@ -32,7 +32,9 @@ pub enum GraphError {
     },
     /// The prefix MLP's width is bounded too: an unbounded one would overflow the accounting
     /// and ask for any amount of memory.
-    #[error("module {module}: field `form.reparam`: width {width} is wider than the FFN size {ffn}")]
+    #[error(
+        "module {module}: field `form.reparam`: width {width} is wider than the FFN size {ffn}"
+    )]
     ReparamTooWide {
         module: String,
         width: usize,

@@ -64,7 +64,12 @@ impl TextEncoder {
     /// embedding row (a tokenizer from another model would index past the table), and sequences
     /// are limited to the position embeddings from now on.
     pub fn fit_model(mut self, config: &BertConfig) -> crate::Result<Self> {
-        let largest = self.tokenizer.get_vocab(true).into_values().max().unwrap_or(0);
+        let largest = self
+            .tokenizer
+            .get_vocab(true)
+            .into_values()
+            .max()
+            .unwrap_or(0);
         if largest as usize >= config.vocab_size {
             return Err(DataError::Tokenizer {
                 path: self.path.clone(),

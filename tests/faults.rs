@@ -19,11 +19,19 @@ use tiny_study::{
 
 /// Every complete trial's run folder is whole: metrics that parse, tensors that load.
 fn assert_folders_whole(dir: &Path) {
-    for t in trials(dir).iter().filter(|t| t.state == TrialState::Complete) {
+    for t in trials(dir)
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+    {
         let folder = trial_folder(&dir.join("study.sqlite"), "tiny", t.number);
         let metrics = std::fs::read_to_string(folder.join("metrics.json")).unwrap();
         let metrics: serde_json::Value = serde_json::from_str(&metrics).unwrap();
-        assert_eq!(metrics["accuracy"].as_f64(), t.accuracy, "trial {}", t.number);
+        assert_eq!(
+            metrics["accuracy"].as_f64(),
+            t.accuracy,
+            "trial {}",
+            t.number
+        );
         let tensors = std::fs::read(folder.join("adapter.safetensors")).unwrap();
         safetensors::SafeTensors::deserialize(&tensors).expect("whole tensors");
     }
@@ -70,11 +78,17 @@ fn repeated_kill_9_at_random_moments_loses_no_completed_trial() {
     assert!(out.status.success(), "{}", finished(&out));
     let last = complete_trials(&dir);
     for old in &seen {
-        assert!(last.contains(old), "trial {old:?} lost after the final resume");
+        assert!(
+            last.contains(old),
+            "trial {old:?} lost after the final resume"
+        );
     }
     // Every planned trial completes exactly once: 2 baselines, 6 at rung 0, 3 promoted.
     let all = trials(&dir);
-    let done: Vec<_> = all.iter().filter(|t| t.state == TrialState::Complete).collect();
+    let done: Vec<_> = all
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .collect();
     assert_eq!(done.len(), 11, "after {kills} kills");
     let mut keys: Vec<_> = done.iter().map(|t| (t.rung, t.canonical.clone())).collect();
     keys.sort();
@@ -95,7 +109,11 @@ fn search_survives_unwritable_reports(dir: &Path, reports: &Path, cause: &str) {
     let out = command(dir, "tiny", reports, SHORT).output().unwrap();
     let text = finished(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert_eq!(text.matches("warning: reports not refreshed").count(), 4, "{text}");
+    assert_eq!(
+        text.matches("warning: reports not refreshed").count(),
+        4,
+        "{text}"
+    );
     assert!(text.contains(cause), "{text}");
     assert!(
         text.contains("study tiny: its 4 trials are safe in")
@@ -115,7 +133,11 @@ fn a_full_disk_or_unwritable_reports_folder_loses_no_trial() {
     let reports = dir.join("reports/tiny");
     std::fs::create_dir_all(&reports).unwrap();
     let mut cmd = short_command(&dir);
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // Reports are written to `.<name>.<pid>.tmp` first; the child is still loading its data.
     let tmp = reports.join(format!(".pareto.md.{}.tmp", child.id()));
     std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
@@ -181,8 +203,20 @@ fn a_trial_whose_loss_is_not_finite_fails_and_the_search_goes_on() {
     )
     .unwrap();
     let protocol = [
-        "--epochs", "1", "--batch-size", "32", "--initial", "3", "--population", "3", "--rungs",
-        "1", "--baselines", "blowup,lora", "--presets", presets.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--initial",
+        "3",
+        "--population",
+        "3",
+        "--rungs",
+        "1",
+        "--baselines",
+        "blowup,lora",
+        "--presets",
+        presets.to_str().unwrap(),
     ];
     let out = command(&dir, "tiny", &dir.join("reports"), &protocol)
         .output()
@@ -191,7 +225,10 @@ fn a_trial_whose_loss_is_not_finite_fails_and_the_search_goes_on() {
     assert!(out.status.success(), "{text}");
     let all = trials(&dir);
     assert_eq!(all.len(), 5, "{text}");
-    let failed: Vec<_> = all.iter().filter(|t| t.state == TrialState::Failed).collect();
+    let failed: Vec<_> = all
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .collect();
     assert_eq!(failed.len(), 1, "{text}");
     assert_eq!(failed[0].label.as_deref(), Some("blowup"));
     let error = failed[0].error.as_deref().unwrap_or_default();
@@ -199,7 +236,10 @@ fn a_trial_whose_loss_is_not_finite_fails_and_the_search_goes_on() {
     assert!(text.contains(&format!("trial {:>3} failed: non-finite", failed[0].number)));
     assert_eq!(complete_trials(&dir).len(), 4, "the search went on");
     let csv = std::fs::read_to_string(dir.join("reports/tiny/trials.csv")).unwrap();
-    assert!(csv.contains("failed") && csv.contains("non-finite"), "{csv}");
+    assert!(
+        csv.contains("failed") && csv.contains("non-finite"),
+        "{csv}"
+    );
 }
 
 #[test]
@@ -214,7 +254,10 @@ fn a_second_process_on_the_same_study_is_refused_and_the_store_stays_whole() {
     while trials(&dir).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!trials(&dir).is_empty(), "the first process never began a trial");
+    assert!(
+        !trials(&dir).is_empty(),
+        "the first process never began a trial"
+    );
     let second = short_command(&dir).output().unwrap();
     let text = finished(&second);
     assert_eq!(second.status.code(), Some(1), "{text}");

@@ -16,20 +16,88 @@ use std::path::{Path, PathBuf};
 /// Values that have broken parsers and arithmetic before: zero, signs, the integer limits, floats
 /// that are not numbers, huge exponents.
 const NUMBERS: &[&str] = &[
-    "0", "1", "-1", "2", "3", "47", "48", "49", "96", "255", "65536", "4294967295", "4294967296",
-    "9223372036854775807", "18446744073709551615", "18446744073709551616", "1e40", "-1e40", "1e-45",
-    "0.0", "-0.0", "inf", "-inf", "NaN", "1.5", "0x10", "1_000",
+    "0",
+    "1",
+    "-1",
+    "2",
+    "3",
+    "47",
+    "48",
+    "49",
+    "96",
+    "255",
+    "65536",
+    "4294967295",
+    "4294967296",
+    "9223372036854775807",
+    "18446744073709551615",
+    "18446744073709551616",
+    "1e40",
+    "-1e40",
+    "1e-45",
+    "0.0",
+    "-0.0",
+    "inf",
+    "-inf",
+    "NaN",
+    "1.5",
+    "0x10",
+    "1_000",
 ];
 
 /// Pieces of the design and space grammar, so mutants stay close to meaningful input.
 const TOKENS: &[&str] = &[
-    "(", ")", "[", "]", ",", ":", "\"", "Some(", "None", "Module(", "Slot(", "form: ", "site: ",
-    "Prefix(l: 4)", "Lora(r: 4, alpha: 8.0)", "Bottleneck(r: 8, activation: Relu)", "reparam: Some(",
-    "AttentionHeads", "Attention", "Ffn", "Projection(Query)", "Projection(FfnOut)", "Sequential",
-    "Parallel", "Scaled(", "LearnedScale(", "Gated", "Add", "Range(", "List(", "AllExcept(", "All",
-    "layers: ", "insertion: ", "composition: ", "init: Normal(", "unfreeze: [LayerNorms]", "name: ",
-    "optional: true", "widths: ", "LogRange(", "Widths(", "r: ", "l: ", "alpha: ", "//", "/*", "*/",
-    "\u{0}", "é", "\u{FFFD}",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "Some(",
+    "None",
+    "Module(",
+    "Slot(",
+    "form: ",
+    "site: ",
+    "Prefix(l: 4)",
+    "Lora(r: 4, alpha: 8.0)",
+    "Bottleneck(r: 8, activation: Relu)",
+    "reparam: Some(",
+    "AttentionHeads",
+    "Attention",
+    "Ffn",
+    "Projection(Query)",
+    "Projection(FfnOut)",
+    "Sequential",
+    "Parallel",
+    "Scaled(",
+    "LearnedScale(",
+    "Gated",
+    "Add",
+    "Range(",
+    "List(",
+    "AllExcept(",
+    "All",
+    "layers: ",
+    "insertion: ",
+    "composition: ",
+    "init: Normal(",
+    "unfreeze: [LayerNorms]",
+    "name: ",
+    "optional: true",
+    "widths: ",
+    "LogRange(",
+    "Widths(",
+    "r: ",
+    "l: ",
+    "alpha: ",
+    "//",
+    "/*",
+    "*/",
+    "\u{0}",
+    "é",
+    "\u{FFFD}",
 ];
 
 fn cases() -> usize {
@@ -70,7 +138,9 @@ fn mutate(rng: &mut StdRng, input: &mut Vec<u8>, other: &[u8]) {
         // Swap a number (a run of digits, maybe signed or fractional) for an edge value.
         0 | 1 => {
             let starts: Vec<usize> = (0..input.len())
-                .filter(|&i| input[i].is_ascii_digit() && (i == 0 || !input[i - 1].is_ascii_digit()))
+                .filter(|&i| {
+                    input[i].is_ascii_digit() && (i == 0 || !input[i - 1].is_ascii_digit())
+                })
                 .collect();
             if starts.is_empty() {
                 return;
@@ -129,7 +199,10 @@ fn run_one(check: fn(&[u8]) -> Result<(), Violation>, input: &[u8]) -> Option<St
             format!("panic: {msg}")
         }
     };
-    Some(format!("{what}\ninput: {:?}", String::from_utf8_lossy(input)))
+    Some(format!(
+        "{what}\ninput: {:?}",
+        String::from_utf8_lossy(input)
+    ))
 }
 
 /// Generates `cases()` mutants of the seed files and checks each; failing inputs are written to
@@ -145,7 +218,9 @@ fn fuzz(kind: &str, seeds: &[Vec<u8>], check: fn(&[u8]) -> Result<(), Violation>
             mutate(&mut rng, &mut input, other);
         }
         if let Some(report) = run_one(check, &input) {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-found").join(kind);
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join("fuzz-found")
+                .join(kind);
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::write(dir.join(format!("case-{case}.ron")), &input);
             failures.push(report);

@@ -4,8 +4,8 @@
 use super::fidelity::{promotion_order, schedule, Rung};
 use super::pareto::Point;
 use super::report::{front_table, write_reports, ReportContext};
-use super::store::{NewTrial, Store, TrialKind, TrialResult, TrialRow, INTERRUPTED};
 use super::sampler::check_feasible;
+use super::store::{NewTrial, Store, TrialKind, TrialResult, TrialRow, INTERRUPTED};
 use super::{canonical, sampler_by_name, Budget, ProposalContext, SearchError, SearchSpace};
 use super::{Evaluated, TrialState};
 use crate::backbone::config::BackboneShape;

@@ -33,14 +33,36 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// The full protocol: 2 baselines, 6 candidates at rung 0, 3 promoted to rung 1 (11 trials).
 pub const FULL: &[&str] = &[
-    "--epochs", "2", "--batch-size", "16", "--initial", "6", "--population", "3", "--eta", "2",
-    "--rungs", "2", "--baselines", "lora,mam",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--initial",
+    "6",
+    "--population",
+    "3",
+    "--eta",
+    "2",
+    "--rungs",
+    "2",
+    "--baselines",
+    "lora,mam",
 ];
 
 /// A short protocol: one baseline and 3 candidates, one rung, one epoch (4 trials).
 pub const SHORT: &[&str] = &[
-    "--epochs", "1", "--batch-size", "32", "--initial", "3", "--population", "3", "--rungs", "1",
-    "--baselines", "lora",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--initial",
+    "3",
+    "--population",
+    "3",
+    "--rungs",
+    "1",
+    "--baselines",
+    "lora",
 ];
 
 /// `pets search` of study `study` on the tiny model and data in `dir` (store `dir/study.sqlite`),
@@ -48,14 +70,20 @@ pub const SHORT: &[&str] = &[
 pub fn command(dir: &Path, study: &str, reports: &Path, protocol: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pets"));
     let path = |p: &str| dir.join(p).to_string_lossy().to_string();
-    cmd.args(["search", "--space", "search_spaces/mam.ron", "--budget", "5%"])
-        .args(["--study", study, "--model", &path("model")])
-        .args(["--task", &path("reviews.tsv"), "--text-column", "text"])
-        .args(["--label-column", "label", "--lr", "0.01", "--quiet"])
-        .args(["--storage", &path("study.sqlite")])
-        .args(["--reports", &reports.to_string_lossy()])
-        .args(protocol)
-        .env("PETS_CACHE", dir.join("cache"));
+    cmd.args([
+        "search",
+        "--space",
+        "search_spaces/mam.ron",
+        "--budget",
+        "5%",
+    ])
+    .args(["--study", study, "--model", &path("model")])
+    .args(["--task", &path("reviews.tsv"), "--text-column", "text"])
+    .args(["--label-column", "label", "--lr", "0.01", "--quiet"])
+    .args(["--storage", &path("study.sqlite")])
+    .args(["--reports", &reports.to_string_lossy()])
+    .args(protocol)
+    .env("PETS_CACHE", dir.join("cache"));
     cmd
 }
 
