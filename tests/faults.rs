@@ -72,6 +72,11 @@ fn repeated_kill_9_at_random_moments_loses_no_completed_trial() {
         assert_folders_whole(&dir);
         seen = now;
     }
+    eprintln!(
+        "{kills} kills in {:.0} s; {} trials complete before the final resume",
+        started.elapsed().as_secs_f64(),
+        seen.len()
+    );
     assert!(kills >= 8, "only {kills} kills landed");
     assert!(!seen.is_empty(), "no trial completed between the kills");
     let out = search_command(&dir).output().unwrap();

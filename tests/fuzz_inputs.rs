@@ -4,8 +4,9 @@
 //! bytes and truncations) and every input must give a typed error or pass the invariants, never
 //! a panic. Inputs that once found a bug live in `tests/fixtures/fuzz-found/` and are replayed.
 //!
-//! `PETS_FUZZ_CASES` (default 600 per kind) and `PETS_FUZZ_SEED` (default 0) widen a local run;
-//! cargo-fuzz (`fuzz/`) explores further with coverage guidance.
+//! `PETS_FUZZ_CASES` (default 600 per kind), `PETS_FUZZ_SEED` (default 0) and `PETS_FUZZ_SECONDS`
+//! (a time bound) widen a run: CI adds one with a new seed each day. cargo-fuzz (`fuzz/`) explores
+//! further with coverage guidance.
 
 use pets::fuzz::{design_bytes, space_bytes, Violation};
 use rand::rngs::StdRng;
@@ -105,6 +106,12 @@ fn cases() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(600)
+}
+
+/// A wall-clock bound for exploring runs (`PETS_FUZZ_SECONDS`); none by default.
+fn deadline() -> Option<std::time::Instant> {
+    let seconds: u64 = std::env::var("PETS_FUZZ_SECONDS").ok()?.parse().ok()?;
+    Some(std::time::Instant::now() + std::time::Duration::from_secs(seconds))
 }
 
 fn seed() -> u64 {
@@ -209,8 +216,12 @@ fn run_one(check: fn(&[u8]) -> Result<(), Violation>, input: &[u8]) -> Option<St
 /// `target/fuzz-found/<kind>/` for the corpus.
 fn fuzz(kind: &str, seeds: &[Vec<u8>], check: fn(&[u8]) -> Result<(), Violation>) {
     let mut rng = StdRng::seed_from_u64(seed() ^ kind.len() as u64);
-    let mut failures = Vec::new();
+    let (mut failures, mut tried, deadline) = (Vec::new(), 0, deadline());
     for case in 0..cases() {
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            break;
+        }
+        tried += 1;
         let base = &seeds[rng.random_range(0..seeds.len())];
         let other = &seeds[rng.random_range(0..seeds.len())];
         let mut input = base.clone();
@@ -228,9 +239,9 @@ fn fuzz(kind: &str, seeds: &[Vec<u8>], check: fn(&[u8]) -> Result<(), Violation>
     }
     assert!(
         failures.is_empty(),
-        "{} of {} {kind} inputs failed (kept in target/tmp/fuzz-found/{kind}/):\n{}",
+        "{} of {tried} {kind} inputs of seed {} failed (kept in target/tmp/fuzz-found/{kind}/):\n{}",
         failures.len(),
-        cases(),
+        seed(),
         failures.join("\n\n")
     );
 }
