@@ -30,6 +30,16 @@ pub enum GraphError {
         width: usize,
         hidden: usize,
     },
+    /// The prefix MLP's width is bounded too: an unbounded one would overflow the accounting
+    /// and ask for any amount of memory.
+    #[error(
+        "module {module}: field `form.reparam`: width {width} is wider than the FFN size {ffn}"
+    )]
+    ReparamTooWide {
+        module: String,
+        width: usize,
+        ffn: usize,
+    },
     #[error("module {module}: field `form.r`: a per-head bottleneck splits r={r} across {heads} heads; r must be a multiple of {heads}")]
     HeadsDoNotDivide {
         module: String,
@@ -105,6 +115,10 @@ pub fn validate(design: &Design, shape: &BackboneShape) -> Result<Vec<Vec<usize>
                 if *reparam == Some(0) {
                     let field = "reparam";
                     return Err(GraphError::ZeroWidth { module, field });
+                }
+                if let Some(width) = reparam.filter(|m| *m > shape.ffn) {
+                    let ffn = shape.ffn;
+                    return Err(GraphError::ReparamTooWide { module, width, ffn });
                 }
             }
             Form::Lora { alpha, .. } => {

@@ -13,6 +13,7 @@ pub mod compile;
 pub mod data;
 pub mod error;
 pub mod export;
+pub mod fuzz;
 pub mod graph;
 pub mod model;
 pub mod params;

@@ -35,10 +35,12 @@ pub fn module_params_per_layer(module: &Module, shape: &BackboneShape) -> usize 
         },
         Form::Lora { r, .. } => z_dim * r + r * out_dim,
         Form::Prefix { l, reparam: None } => 2 * l * d,
+        // Saturating: a space may offer any MLP width, and its cost is computed (to be
+        // rejected as over budget) before validation bounds it.
         Form::Prefix {
             l,
             reparam: Some(m),
-        } => l * d + d * m + m + m * 2 * d + 2 * d,
+        } => (l * d + 2 * d).saturating_add(m.saturating_mul(3 * d + 1)),
     };
     let composition = match (&module.form, module.effective_composition()) {
         (Form::Prefix { .. }, _) => 0,

@@ -1,6 +1,7 @@
 //! One training run end to end: assets → dataset → tokens → compiled model → training → run folder.
 
 use crate::assets::Cache;
+use crate::backbone::config::BertConfig;
 use crate::backbone::encoder::{Encoder, RunOptions};
 use crate::batch::TokenizedSplit;
 use crate::data::{self, Dataset, SplitOptions, TaskSource};
@@ -40,7 +41,9 @@ impl PreparedTask {
     pub fn prepare(settings: &RunSettings, cache: &Cache) -> crate::Result<PreparedTask> {
         let model_dir = cache.model_dir(&settings.model)?;
         let dataset = data::load_task(&settings.task, cache, &SplitOptions::default())?;
-        let text = TextEncoder::from_file(&model_dir.join("tokenizer.json"), settings.max_len)?;
+        let config = BertConfig::from_file(&model_dir.join("config.json"))?;
+        let text = TextEncoder::from_file(&model_dir.join("tokenizer.json"), settings.max_len)?
+            .fit_model(&config)?;
         Ok(PreparedTask {
             train: text.encode_split(&dataset.train)?,
             dev: text.encode_split(&dataset.dev)?,

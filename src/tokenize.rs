@@ -1,5 +1,6 @@
 //! Tokenisation with the `tokenizers` crate: truncation to a max length, ids with special tokens, no padding.
 
+use crate::backbone::config::BertConfig;
 use crate::batch::TokenizedSplit;
 use crate::data::{DataError, Example};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ pub struct TextEncoder {
     pub pad_id: u32,
     /// The file it came from (for error messages).
     pub path: PathBuf,
+    /// The encoder's position embeddings: a longer sequence is refused by name instead of
+    /// failing deep in the forward pass (`usize::MAX` until [`TextEncoder::fit_model`]).
+    pub positions: usize,
 }
 
 impl TextEncoder {
@@ -52,7 +56,33 @@ impl TextEncoder {
             max_len,
             pad_id,
             path: path.to_path_buf(),
+            positions: usize::MAX,
         })
+    }
+
+    /// Checks the tokenizer against the model's `config.json`: every token id must have an
+    /// embedding row (a tokenizer from another model would index past the table), and sequences
+    /// are limited to the position embeddings from now on.
+    pub fn fit_model(mut self, config: &BertConfig) -> crate::Result<Self> {
+        let largest = self
+            .tokenizer
+            .get_vocab(true)
+            .into_values()
+            .max()
+            .unwrap_or(0);
+        if largest as usize >= config.vocab_size {
+            return Err(DataError::Tokenizer {
+                path: self.path.clone(),
+                message: format!(
+                    "token ids go up to {largest}, but the model's config.json has vocab_size {}: \
+                     the tokenizer belongs to another model",
+                    config.vocab_size
+                ),
+            }
+            .into());
+        }
+        self.positions = config.max_position_embeddings;
+        Ok(self)
     }
 
     /// Token ids of each text, with special tokens, truncated to `max_len` (encoded in parallel).
@@ -64,10 +94,23 @@ impl TextEncoder {
                 path: self.path.clone(),
                 message: e.to_string(),
             })?;
-        Ok(encodings
+        let ids: Vec<Vec<u32>> = encodings
             .into_iter()
             .map(|e| e.get_ids().to_vec())
-            .collect())
+            .collect();
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+        if longest > self.positions {
+            return Err(DataError::Tokenizer {
+                path: self.path.clone(),
+                message: format!(
+                    "a text encodes to {longest} tokens (max_len {}), more than the model's \
+                     max_position_embeddings {}: pass --max-len {} or less",
+                    self.max_len, self.positions, self.positions
+                ),
+            }
+            .into());
+        }
+        Ok(ids)
     }
 
     pub fn encode_split(&self, examples: &[Example]) -> crate::Result<TokenizedSplit> {

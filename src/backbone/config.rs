@@ -5,6 +5,9 @@ use crate::spec::{BackbonePart, Projection};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The largest dimension `config.json` may give (see `BertConfig::check`).
+const MAX_DIM: usize = 1 << 24;
+
 /// The fields of a Hugging Face BERT `config.json` that pets uses (others are ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
@@ -59,6 +62,20 @@ impl BertConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        // Zero would divide by zero or build empty tensors; beyond 2^24 the parameter counts
+        // (products of these) could overflow, and no BERT-family encoder comes near either.
+        let dims = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ];
+        if let Some((field, value)) = dims.iter().find(|(_, v)| !(1..=MAX_DIM).contains(v)) {
+            return Err(format!("{field} {value} is out of range (1 to {MAX_DIM})"));
+        }
         if self.num_attention_heads == 0
             || !self.hidden_size.is_multiple_of(self.num_attention_heads)
         {

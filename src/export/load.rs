@@ -56,7 +56,8 @@ pub fn load_adapter(dir: &Path, cache: &Cache, device: &Device) -> crate::Result
         &path.display().to_string(),
         device,
     )?;
-    let text = TextEncoder::from_file(&tokenizer, manifest.max_len)?;
+    let config = crate::backbone::config::BertConfig::from_file(&base_dir.join("config.json"))?;
+    let text = TextEncoder::from_file(&tokenizer, manifest.max_len)?.fit_model(&config)?;
     Ok(LoadedAdapter {
         dir: dir.to_path_buf(),
         manifest,

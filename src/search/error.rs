@@ -33,6 +33,15 @@ pub enum SearchError {
     },
     #[error("search space {space}: found no new valid design in {attempts} attempts (the space may be exhausted)")]
     Exhausted { space: String, attempts: usize },
+    /// The search finished but its final reports could not be written (a full disk, a
+    /// read-only folder): the trials are stored, and `pets report` renders them later.
+    #[error("study {study}: its {trials} trials are safe in {store}, but the reports could not be written ({cause}); run `pets report --study {study}` once the folder is writable")]
+    ReportsNotWritten {
+        study: String,
+        trials: usize,
+        store: String,
+        cause: String,
+    },
     #[error("unknown sampler {name:?}: expected one of {known}")]
     UnknownSampler { name: String, known: &'static str },
 }

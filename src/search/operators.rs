@@ -191,16 +191,19 @@ impl Fitted<'_> {
     fn gene_cost(&self, slot: usize, g: &Genome) -> usize {
         let Some(gene) = &g.slots[slot] else { return 0 };
         let layers = self.option(slot, gene).1.layer_counts[gene.layers];
+        // Saturating: an unbounded prefix MLP width in a space costs "too much", not a panic.
         self.gene_modules(slot, gene)
             .iter()
-            .map(|m| params::module_params_per_layer(m, &self.shape) * layers)
-            .sum()
+            .map(|m| params::module_params_per_layer(m, &self.shape).saturating_mul(layers))
+            .fold(0, usize::saturating_add)
     }
 
     /// Trainable parameters of a genome's design (head excluded), as `params` counts them.
     pub fn cost(&self, g: &Genome) -> usize {
-        let modules: usize = (0..g.slots.len()).map(|s| self.gene_cost(s, g)).sum();
-        modules + self.unfreeze_cost[g.unfreeze]
+        let modules = (0..g.slots.len())
+            .map(|s| self.gene_cost(s, g))
+            .fold(0, usize::saturating_add);
+        modules.saturating_add(self.unfreeze_cost[g.unfreeze])
     }
 
     /// Shrinks `g` until it fits `budget`: first the costliest module's width by log steps, then
@@ -314,11 +317,13 @@ impl Fitted<'_> {
             .collect();
         let required = (0..slot_min.len()).filter(|s| !self.space.slots[*s].optional);
         let modules = if required.clone().count() > 0 {
-            required.map(|s| slot_min[s].unwrap_or(0)).sum()
+            required
+                .map(|s| slot_min[s].unwrap_or(0))
+                .fold(0, usize::saturating_add)
         } else {
             slot_min.iter().flatten().copied().min().unwrap_or(0)
         };
-        modules + self.unfreeze_cost.iter().copied().min().unwrap_or(0)
+        modules.saturating_add(self.unfreeze_cost.iter().copied().min().unwrap_or(0))
     }
 
     /// The cheapest gene of one option: narrowest width, every combination of the choices that

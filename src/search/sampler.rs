@@ -95,6 +95,23 @@ fn call_rng(seed: u64, sampler: u64, history_len: usize, call: u64) -> StdRng {
     StdRng::seed_from_u64(mix(mix(mix(seed) ^ sampler) ^ history_len as u64) ^ call)
 }
 
+/// Fails early, before a study exists, when the space fits nothing on this backbone or no design
+/// fits the budget: the errors the first proposal would otherwise give after the baselines.
+pub fn check_feasible(
+    space: &SearchSpace,
+    shape: BackboneShape,
+    budget_params: usize,
+) -> Result<(), SearchError> {
+    let seen = HashSet::new();
+    let ctx = ProposalContext {
+        space,
+        shape,
+        budget_params,
+        seen: &seen,
+    };
+    prepare(&ctx).map(|_| ())
+}
+
 /// Fits the space to the backbone and checks that some design can fit the budget.
 fn prepare<'a>(ctx: &ProposalContext<'a>) -> Result<Fitted<'a>, SearchError> {
     let fitted = Fitted::new(ctx.space, ctx.shape)?;

@@ -4,8 +4,9 @@
 use super::fidelity::{promotion_order, schedule, Rung};
 use super::pareto::Point;
 use super::report::{front_table, write_reports, ReportContext};
+use super::sampler::check_feasible;
 use super::store::{NewTrial, Store, TrialKind, TrialResult, TrialRow, INTERRUPTED};
-use super::{canonical, sampler_by_name, Budget, ProposalContext, SearchSpace};
+use super::{canonical, sampler_by_name, Budget, ProposalContext, SearchError, SearchSpace};
 use super::{Evaluated, TrialState};
 use crate::backbone::config::BackboneShape;
 use crate::params::design_cost;
@@ -40,6 +41,13 @@ pub struct SearchSettings {
     pub command: String,
 }
 
+/// What a rerun reproduces (`tests/faults.rs` checks the CPU claim on a tiny encoder).
+pub const DETERMINISM: &str = "Determinism: on the CPU the same seeds (`--seed`, `--search-seed`) \
+    and settings give the same designs, trials and accuracies, to the last digit. What varies: \
+    timings (seconds, started, finished), and trial numbers where trials were interrupted and redone \
+    or, with `--jobs` > 1, trained at once (numbered as they start). Other devices may differ in \
+    the last digits.";
+
 /// One unit of work: a design at a rung.
 struct Job {
     kind: TrialKind,
@@ -61,13 +69,25 @@ pub fn run_search(
     run: &RunSettings,
     cache: &crate::assets::Cache,
 ) -> crate::Result<Outcome> {
+    // Everything a user typed is checked before the data is loaded and before the study is
+    // created: a refused command leaves no study behind that the corrected one would clash with.
     let space = SearchSpace::from_file(&settings.space)?;
+    let budget: Budget = settings.budget.parse()?;
+    sampler_by_name(&settings.sampler, settings.seed, settings.population)?;
+    let presets = settings
+        .baselines
+        .iter()
+        .map(|name| {
+            let path = settings.presets_dir.join(format!("{name}.ron"));
+            Ok((name.clone(), crate::spec::Design::from_file(&path)?))
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
     let task = PreparedTask::prepare(run, cache)?;
     let shape =
         crate::backbone::config::BertConfig::from_file(&task.model_dir.join("config.json"))?
             .shape();
-    let budget: Budget = settings.budget.parse()?;
     let limit = budget.limit(shape.backbone_params());
+    check_feasible(&space, shape, limit)?;
     let steps_per_epoch = task.train.len().div_ceil(run.train.batch_size);
     let full_steps = run.train.epochs * steps_per_epoch;
     let rungs = schedule(full_steps, settings.initial, settings.eta, settings.rungs);
@@ -89,7 +109,7 @@ pub fn run_search(
             "Protocol: {} train / {} dev, max length {}, batch {}, full fidelity {} epochs ({} steps); rungs {}.",
             task.train.len(), task.dev.len(), run.max_len, run.train.batch_size, run.train.epochs, full_steps,
             rungs.iter().map(|r| format!("{}×{} steps", r.candidates, r.steps)).collect::<Vec<_>>().join(" → ")
-        )],
+        ), DETERMINISM.to_string()],
     };
     // The heartbeat keeps the study's lease while long trials train.
     let _lease = store.keep_alive(study, std::time::Duration::from_secs(20))?;
@@ -126,7 +146,7 @@ pub fn run_search(
     runner.run_jobs(redo_jobs, &bar)?;
 
     let mut baseline_jobs = Vec::new();
-    for name in &settings.baselines {
+    for (name, preset) in &presets {
         let done = runner
             .rows()?
             .iter()
@@ -134,9 +154,7 @@ pub fn run_search(
         if done {
             continue;
         }
-        let preset =
-            crate::spec::Design::from_file(&settings.presets_dir.join(format!("{name}.ron")))?;
-        match fit_to_budget(&preset, &shape, limit) {
+        match fit_to_budget(preset, &shape, limit) {
             Some(design) => baseline_jobs.push(Job {
                 kind: TrialKind::Baseline,
                 label: Some(name.clone()),
@@ -202,7 +220,13 @@ pub fn run_search(
     }
     bar.finish_and_clear();
     let trials = runner.rows()?;
-    let report_files = write_reports(&settings.reports.join(&settings.study), &ctx, &trials)?;
+    let report_files = write_reports(&settings.reports.join(&settings.study), &ctx, &trials)
+        .map_err(|e| SearchError::ReportsNotWritten {
+            study: settings.study.clone(),
+            trials: trials.len(),
+            store: settings.store.display().to_string(),
+            cause: e.to_string(),
+        })?;
     Ok(Outcome {
         front: front_table(&trials, ctx.budget_params, ctx.backbone_params),
         trials,

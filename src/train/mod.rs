@@ -34,6 +34,10 @@ pub enum TrainError {
     /// The loss of optimizer step `step` (0-based) was NaN or infinite; training stopped there.
     #[error("non-finite training loss {loss} at step {step}")]
     NonFiniteLoss { step: usize, loss: f64 },
+    /// The dev loss after epoch `epoch` (1-based) was NaN or infinite: the weights broke on a
+    /// step whose own loss was still finite (the last one), so no accuracy of theirs is kept.
+    #[error("non-finite dev loss {loss} after epoch {epoch}")]
+    NonFiniteDevLoss { epoch: usize, loss: f64 },
     /// Checked on the first step: a var the graph never reaches would silently stay untrained
     /// (e.g. behind a fused candle op without a backward, see CANDLE_NOTES).
     #[error("trainable var #{index} (shape {shape:?}) received no gradient: the graph is cut upstream of it")]
@@ -246,6 +250,11 @@ pub fn train(
         let eval_started = Instant::now();
         let dev_states = frozen.as_ref().map(|(_, dev)| dev);
         let eval = evaluate_with(model, dev, dev_states, pad_id, device, cfg.eval_batch_size)?;
+        if !eval.loss.is_finite() {
+            progress.bar.abandon();
+            let (epoch, loss) = (epoch + 1, eval.loss);
+            return Err(TrainError::NonFiniteDevLoss { epoch, loss });
+        }
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / epoch_steps.max(1) as f64,

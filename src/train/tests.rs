@@ -200,6 +200,20 @@ impl Classifier for NanLogits {
     }
 }
 
+/// Finite while training, NaN at evaluation: weights that broke on the last step.
+struct NanAtEval(Tiny);
+
+impl Classifier for NanAtEval {
+    fn logits(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
+        let logits = self.0.logits(batch, train)?;
+        if train {
+            Ok(logits)
+        } else {
+            logits * f64::NAN
+        }
+    }
+}
+
 #[test]
 fn failures_are_typed() -> candle_core::Result<()> {
     let (train_split, dev_split) = (task(32, 5), task(8, 6));
@@ -217,6 +231,21 @@ fn failures_are_typed() -> candle_core::Result<()> {
     );
     assert!(matches!(err, Err(TrainError::NonFiniteLoss { step: 0, loss }) if loss.is_nan()));
     assert_eq!(values(&model.0.emb)?, before, "no update after a NaN loss");
+    let at_eval = NanAtEval(Tiny::new(2)?);
+    let vars_at_eval = at_eval.0.trainable();
+    let err = train(
+        &at_eval,
+        &vars_at_eval,
+        &train_split,
+        &dev_split,
+        0,
+        &Device::Cpu,
+        &cfg(),
+    );
+    assert!(
+        matches!(err, Err(TrainError::NonFiniteDevLoss { epoch: 1, loss }) if loss.is_nan()),
+        "{err:?}"
+    );
 
     let empty = TokenizedSplit::default();
     let err = train(&model.0, &vars, &empty, &dev_split, 0, &Device::Cpu, &cfg());

@@ -242,9 +242,11 @@ pub fn write_reports(
         // Same folder, so the rename is atomic; fsync first so the rename never exposes an empty file.
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(io(&tmp))?;
+        if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
+            // On a full disk a half-written temporary would only take more of the space left.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
+        }
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         written.push(path);
     }
