@@ -371,6 +371,27 @@ fn single_threaded_candle_pool() {
     }
 }
 
+/// Says what a batch of child runs did; an error when any failed (rerunning retries them).
+fn runs_finished(outcome: &pets::science::cli::RunsOutcome) -> Result<()> {
+    eprintln!(
+        "{} runs trained, {} reused, {} failed; wrote {}",
+        outcome.trained,
+        outcome.reused,
+        outcome.failed.len(),
+        outcome.report.display()
+    );
+    for (dir, why) in &outcome.failed {
+        eprintln!("  failed: {}: {why}", dir.display());
+    }
+    if !outcome.failed.is_empty() {
+        bail!(
+            "{} runs failed (their logs are in train.log); rerun to retry them",
+            outcome.failed.len()
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     keep_freed_memory();
     single_threaded_candle_pool();
@@ -539,42 +560,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyse {
             what: AnalyseCommand::Init(args),
         } => {
-            let outcome = pets::analyse::cli::run_init(&args, &cache, cli.threads)?;
-            eprintln!(
-                "{} runs trained, {} reused, {} failed; wrote {}",
-                outcome.trained,
-                outcome.reused,
-                outcome.failed.len(),
-                outcome.report.display()
-            );
-            for (dir, why) in &outcome.failed {
-                eprintln!("  failed: {}: {why}", dir.display());
-            }
-            if !outcome.failed.is_empty() {
-                bail!(
-                    "{} runs failed (their logs are in train.log); rerun to retry them",
-                    outcome.failed.len()
-                );
-            }
+            runs_finished(&pets::analyse::cli::run_init(&args, &cache, cli.threads)?)?;
         }
         Command::Unified(args) => {
-            let outcome = pets::science::cli::run_unified(&args, &cache, cli.threads)?;
-            eprintln!(
-                "{} runs trained, {} reused, {} failed; wrote {}",
-                outcome.trained,
-                outcome.reused,
-                outcome.failed.len(),
-                outcome.report.display()
-            );
-            for (dir, why) in &outcome.failed {
-                eprintln!("  failed: {}: {why}", dir.display());
-            }
-            if !outcome.failed.is_empty() {
-                bail!(
-                    "{} runs failed (their logs are in train.log); rerun to retry them",
-                    outcome.failed.len()
-                );
-            }
+            runs_finished(&pets::science::cli::run_unified(
+                &args,
+                &cache,
+                cli.threads,
+            )?)?;
         }
         Command::Baselines {
             presets,

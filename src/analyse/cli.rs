@@ -1,7 +1,7 @@
 //! `pets analyse layers|noise|init`: load a trained run or an exported adapter and question it on
 //! the task's dev split, or retrain a design over a sweep of inits; write the report.
 
-use super::init::{run_sweep, InitOutcome};
+use super::init::run_sweep;
 use super::{layer_ablation, noise_sweep, AnalyseError};
 use crate::assets::Cache;
 use crate::batch::TokenizedSplit;
@@ -9,6 +9,7 @@ use crate::data::{self, SplitOptions, TaskSource};
 use crate::export::load::{build_trained, load_adapter};
 use crate::export::AdapterSource;
 use crate::model::AdaptedModel;
+use crate::science::cli::RunsOutcome;
 use crate::tokenize::TextEncoder;
 use candle_core::Device;
 use clap::Args;
@@ -215,6 +216,6 @@ pub fn run_init(
     args: &InitArgs,
     cache: &Cache,
     threads: Option<usize>,
-) -> crate::Result<InitOutcome> {
+) -> crate::Result<RunsOutcome> {
     run_sweep(args, cache, threads, &command())
 }

@@ -6,12 +6,12 @@ use super::cli::InitArgs;
 use super::AnalyseError;
 use crate::assets::Cache;
 use crate::run::RunMetrics;
+use crate::science::cli::RunsOutcome;
 use crate::science::plan::Entry;
 use crate::science::report::collect;
 use crate::science::runner::{jobs, run_all, RunSummary, RunnerOptions};
 use crate::science::stats::Spread;
 use crate::spec::{Design, Form, Init, Module};
-use std::path::PathBuf;
 
 /// One point of the sweep: a std (or the design's own init) and the seeds that finished.
 #[derive(Debug, Clone)]
@@ -38,15 +38,6 @@ pub struct InitSweep {
     pub points: Vec<InitPoint>,
     /// Devices the runs were measured on (from their metrics).
     pub devices: Vec<String>,
-}
-
-/// What `pets analyse init` did.
-#[derive(Debug)]
-pub struct InitOutcome {
-    pub trained: usize,
-    pub reused: usize,
-    pub failed: Vec<(PathBuf, String)>,
-    pub report: PathBuf,
 }
 
 /// `design` with every module's weights starting N(0, std²), renamed after the std.
@@ -141,7 +132,7 @@ pub fn run_sweep(
     cache: &Cache,
     threads: Option<usize>,
     command: &str,
-) -> crate::Result<InitOutcome> {
+) -> crate::Result<RunsOutcome> {
     let design = Design::from_file(&args.design)?;
     let planned = entries(args, &design)?;
     // Fails early (before any child starts) on an unknown model or task.
@@ -197,7 +188,7 @@ pub fn run_sweep(
         design,
     };
     let report = sweep.write(&args.reports, command)?;
-    Ok(InitOutcome {
+    Ok(RunsOutcome {
         trained: summary.trained,
         reused: summary.reused,
         failed: summary.failed,
@@ -210,6 +201,7 @@ mod tests {
     use super::*;
     use crate::analyse::cli::TaskArgs;
     use crate::spec::shipped_preset;
+    use std::path::PathBuf;
 
     fn args(stds: &[f64]) -> InitArgs {
         InitArgs {

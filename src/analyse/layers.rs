@@ -195,18 +195,6 @@ mod tests {
     use crate::backbone::tiny::tiny_encoder;
     use crate::batch::make_batch;
     use crate::spec::{shipped_preset, Layers};
-    use candle_core::Tensor;
-
-    /// Random values in every trainable tensor, so modules change the output (fresh ones,
-    /// with zero up-projections, would not).
-    fn randomise(model: &AdaptedModel) {
-        for var in model.store.named().values() {
-            let noise = Tensor::randn(0f32, 0.3, var.shape(), &Device::Cpu)
-                .and_then(|t| t.to_dtype(var.dtype()))
-                .expect("noise");
-            var.set(&noise).expect("set");
-        }
-    }
 
     fn split() -> TokenizedSplit {
         TokenizedSplit {
@@ -234,7 +222,7 @@ mod tests {
         let design = shipped_preset("mam");
         let mut full =
             AdaptedModel::build(tiny_encoder(0).expect("tiny"), &design, 2, 0).expect("build");
-        randomise(&full);
+        full.randomise(0.3).expect("randomise");
         let mut upper = design.clone();
         for m in &mut upper.modules {
             m.layers = Layers::List(vec![1]);

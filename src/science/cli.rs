@@ -37,9 +37,9 @@ pub struct UnifiedArgs {
     pub max_steps: Option<usize>,
 }
 
-/// What `pets unified` did.
+/// What a batch of child runs did (`pets unified`, `pets analyse init`).
 #[derive(Debug)]
-pub struct UnifiedOutcome {
+pub struct RunsOutcome {
     pub trained: usize,
     pub reused: usize,
     pub failed: Vec<(PathBuf, String)>,
@@ -51,7 +51,7 @@ pub fn run_unified(
     args: &UnifiedArgs,
     cache: &Cache,
     threads: Option<usize>,
-) -> Result<UnifiedOutcome, crate::Error> {
+) -> Result<RunsOutcome, crate::Error> {
     let plan = Plan::from_file(&args.plan)?;
     let root = args
         .plan
@@ -81,7 +81,7 @@ pub fn run_unified(
     let rows = report::collect(&entries, &args.runs);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     report::write(&args.reports, &plan, &rows, &skipped, &command)?;
-    Ok(UnifiedOutcome {
+    Ok(RunsOutcome {
         trained: summary.trained,
         reused: summary.reused,
         failed: summary.failed,
