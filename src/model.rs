@@ -98,18 +98,6 @@ impl AdaptedModel {
         };
         mean_pool(&hidden, mask)
     }
-
-    /// How many bottom layers no trainable tensor and no dropout reaches: the lowest layer with
-    /// a module (all layers when there is none), or 0 when the design unfreezes backbone parts
-    /// or the backbone trains with dropout.
-    pub fn frozen_layers(&self) -> usize {
-        if !self.design.unfreeze.is_empty() || self.encoder.options.dropout > 0.0 {
-            return 0;
-        }
-        let layers = self.encoder.shape().layers;
-        let lowest = self.compiled.layers.iter().position(|l| !l.is_empty());
-        lowest.unwrap_or(layers).min(layers)
-    }
 }
 
 impl Classifier for AdaptedModel {
@@ -121,8 +109,15 @@ impl Classifier for AdaptedModel {
         )
     }
 
+    /// The lowest layer with a module (all layers when there is none), or 0 when the design
+    /// unfreezes backbone parts or the backbone trains with dropout.
     fn frozen_layers(&self) -> usize {
-        AdaptedModel::frozen_layers(self)
+        if !self.design.unfreeze.is_empty() || self.encoder.options.dropout > 0.0 {
+            return 0;
+        }
+        let layers = self.encoder.shape().layers;
+        let lowest = self.compiled.layers.iter().position(|l| !l.is_empty());
+        lowest.unwrap_or(layers).min(layers)
     }
 
     fn hidden_before(&self, batch: &Batch, layer: usize) -> candle_core::Result<Tensor> {

@@ -191,32 +191,21 @@ mod tests {
                 .collect(),
             labels: vec![0, 1, 0, 1, 1, 0],
         };
-        let before: Vec<Vec<f32>> = model
-            .store
-            .named()
-            .values()
-            .map(|v| {
-                v.as_tensor()
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1())
-                    .expect("values")
-            })
-            .collect();
+        let values = || -> Vec<Vec<f32>> {
+            model
+                .store
+                .named()
+                .values()
+                .map(|v| v.as_tensor().flatten_all().and_then(|t| t.to_vec1()))
+                .collect::<candle_core::Result<_>>()
+                .expect("values")
+        };
+        let before = values();
         let sweep = noise_sweep(&model, &split, 0, &Device::Cpu, &[0.0, 1.0], 2).expect("sweep");
         assert!(sweep.perturbed.iter().all(|n| !n.starts_with("head.")));
         assert!(!sweep.perturbed.is_empty());
         assert!(sweep.points[0].1.iter().all(|&a| a == sweep.full));
-        let after: Vec<Vec<f32>> = model
-            .store
-            .named()
-            .values()
-            .map(|v| {
-                v.as_tensor()
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1())
-                    .expect("values")
-            })
-            .collect();
+        let after = values();
         assert_eq!(before, after);
         assert_eq!(sweep.csv().lines().count(), 1 + 4);
     }

@@ -3,6 +3,9 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+#[path = "../tiny_study/mod.rs"]
+mod tiny_study;
+
 use pets::search::store::{open_storage, StudyStore, TrialRow};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,26 +34,10 @@ pub fn unique_study(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
-/// A fresh folder holding a tiny BERT (`model/`) and a small sentiment task (`reviews.tsv`).
+/// A fresh folder holding a tiny BERT (`model/`) and a small sentiment task (`reviews.tsv`):
+/// the search tests' own.
 pub fn tiny_study_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pets-cluster-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    pets::backbone::tiny::write_tiny_model(&dir.join("model"), 0).expect("tiny model");
-    let good = ["great", "good", "fine"];
-    let bad = ["awful", "bad", "dull"];
-    let subjects = ["the film", "a movie", "the plot", "the actors", "the story"];
-    let mut tsv = String::from("text\tlabel\n");
-    for i in 0..240 {
-        let (word, label) = if i % 2 == 0 {
-            (good[i % 3], "pos")
-        } else {
-            (bad[i % 3], "neg")
-        };
-        tsv.push_str(&format!("{} was very {word} .\t{label}\n", subjects[i % 5]));
-    }
-    std::fs::write(dir.join("reviews.tsv"), tsv).expect("task file");
-    dir
+    tiny_study::scratch(&format!("cluster-{name}"))
 }
 
 /// The study flags every worker shares (2 baselines + 6 candidates at rung 0 + 3 promoted = 11
@@ -81,23 +68,11 @@ pub fn study_args(dir: &Path, study: &str, storage: &str) -> Vec<String> {
         "label",
         "--lr",
         "0.01",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--initial",
-        "6",
-        "--population",
-        "3",
-        "--eta",
-        "2",
-        "--rungs",
-        "2",
-        "--baselines",
-        "lora,mam",
         "--quiet",
     ]
     .iter()
+    // The search tests' full protocol: 11 trials.
+    .chain(tiny_study::FULL)
     .map(|s| s.to_string())
     .collect()
 }

@@ -18,31 +18,20 @@ use std::sync::OnceLock;
 /// Elements per rayon task for element-wise kernels.
 const CHUNK: usize = 16 * 1024;
 
-// Index loops, not iterator chains: std's `fold` would stay an out-of-line call compiled
-// without AVX-512 (see `simd_fn!`).
-simd_fn! {
-    /// y = gelu(x), element-wise.
-    #[allow(clippy::needless_range_loop)]
-    fn portable_gelu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
-        let n = x.len().min(y.len());
-        let (x, y) = (&x[..n], &mut y[..n]);
-        for i in 0..n {
-            y[i].write(gelu(x[i]));
-        }
+// The fallback on CPUs without AVX2+FMA (those with it run `avx2`), so no `simd_fn!` copies.
+/// y = gelu(x), element-wise.
+fn portable_gelu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        y.write(gelu(x));
     }
 }
 
-simd_fn! {
-    /// y = gelu(x) and d = gelu'(x), element-wise.
-    #[allow(clippy::needless_range_loop)]
-    fn portable_gelu_grad_slice(x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]) {
-        let n = x.len().min(y.len()).min(d.len());
-        let (x, y, d) = (&x[..n], &mut y[..n], &mut d[..n]);
-        for i in 0..n {
-            let (g, dg) = gelu_and_grad(x[i]);
-            y[i].write(g);
-            d[i].write(dg);
-        }
+/// y = gelu(x) and d = gelu'(x), element-wise.
+fn portable_gelu_grad_slice(x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]) {
+    for ((y, d), &x) in y.iter_mut().zip(d.iter_mut()).zip(x) {
+        let (g, dg) = gelu_and_grad(x);
+        y.write(g);
+        d.write(dg);
     }
 }
 

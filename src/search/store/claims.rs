@@ -89,34 +89,9 @@ impl StudyStore for Store {
                 Next::Wait => return Ok(Claim::Wait),
                 Next::Done => return Ok(Claim::Done),
                 Next::Trial(new) => {
-                    let number: i64 = tx
-                        .query_row(
-                            "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1",
-                            [study.0],
-                            |r| r.get(0),
-                        )
-                        .map_err(self.err(format!("numbering a trial of study '{name}'")))?;
-                    tx.execute(
-                        "INSERT INTO trials (study_id, number, kind, label, design, canonical, state, fidelity,
-                         seed, rung, parent, started, owner, heartbeat)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10, ?11, ?12, ?11)",
-                        params![
-                            study.0,
-                            number,
-                            new.kind.as_str(),
-                            new.label,
-                            new.design.to_ron(),
-                            new.canonical,
-                            new.fidelity,
-                            new.seed as i64,
-                            new.rung,
-                            new.parent,
-                            time,
-                            owner
-                        ],
-                    )
-                    .map_err(self.err(format!("inserting trial {number} of study '{name}'")))?;
-                    (tx.last_insert_rowid(), false)
+                    let (id, _) =
+                        self.insert_running(&tx, study, &name, &new, time, Some(owner))?;
+                    (id, false)
                 }
             },
         };

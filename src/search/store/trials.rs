@@ -33,6 +33,29 @@ impl Store {
                 });
             }
         }
+        let (_, number) = self.insert_running(&tx, study, &name, new, now(), None)?;
+        tx.commit()
+            .map_err(self.err(format!("inserting trial {number} of study '{name}'")))?;
+        // Read back rather than rebuild: the caller gets exactly what a resumed study would see.
+        let mut rows = self.select(study, &format!("AND number = {number}"))?;
+        rows.pop().ok_or_else(|| StoreError::Corrupt {
+            study: name,
+            number,
+            what: "vanished right after insertion".into(),
+        })
+    }
+
+    /// Inserts `new` as the study's next trial, running since `started`; with an `owner` (a
+    /// worker's claim) also its first heartbeat. Returns the row id and the trial number.
+    pub(super) fn insert_running(
+        &self,
+        tx: &rusqlite::Transaction,
+        study: StudyId,
+        name: &str,
+        new: &NewTrial,
+        started: f64,
+        owner: Option<&str>,
+    ) -> Result<(i64, usize), StoreError> {
         let number: usize = tx
             .query_row(
                 "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1",
@@ -40,10 +63,11 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(self.err(format!("numbering a trial of study '{name}'")))?;
-        let started = now();
         tx.execute(
-            "INSERT INTO trials (study_id, number, kind, label, design, canonical, state, fidelity, seed, rung, parent, started)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO trials (study_id, number, kind, label, design, canonical, state, fidelity,
+             seed, rung, parent, started, owner, heartbeat)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10, ?11, ?12,
+                     CASE WHEN ?12 IS NULL THEN NULL ELSE ?11 END)",
             params![
                 study.0,
                 number,
@@ -56,19 +80,12 @@ impl Store {
                 new.seed as i64,
                 new.rung,
                 new.parent,
-                started
+                started,
+                owner
             ],
         )
         .map_err(self.err(format!("inserting trial {number} of study '{name}'")))?;
-        tx.commit()
-            .map_err(self.err(format!("inserting trial {number} of study '{name}'")))?;
-        // Read back rather than rebuild: the caller gets exactly what a resumed study would see.
-        let mut rows = self.select(study, &format!("AND number = {number}"))?;
-        rows.pop().ok_or_else(|| StoreError::Corrupt {
-            study: name,
-            number,
-            what: "vanished right after insertion".into(),
-        })
+        Ok((tx.last_insert_rowid(), number))
     }
 
     pub fn complete_trial(&self, id: TrialId, result: &TrialResult) -> Result<(), StoreError> {
