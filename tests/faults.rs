@@ -221,22 +221,16 @@ fn a_trial_whose_loss_is_not_finite_fails_and_the_search_goes_on() {
          site: Ffn, init: Normal(1e30))])",
     )
     .unwrap();
-    let protocol = [
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--initial",
-        "3",
-        "--population",
-        "3",
-        "--rungs",
-        "1",
-        "--baselines",
-        "blowup,lora",
-        "--presets",
-        presets.to_str().unwrap(),
-    ];
+    // The short protocol with the blowup design as a second baseline (SHORT ends with its
+    // `--baselines lora`, which a repeated flag would add to rather than replace).
+    let (short, baselines) = SHORT.split_at(SHORT.len() - 2);
+    assert_eq!(baselines, ["--baselines", "lora"]);
+    let presets = presets.to_str().unwrap();
+    let protocol: Vec<&str> = short
+        .iter()
+        .copied()
+        .chain(["--baselines", "blowup,lora", "--presets", presets])
+        .collect();
     let out = command(&dir, "tiny", &dir.join("reports"), &protocol)
         .output()
         .unwrap();
