@@ -34,6 +34,16 @@ pub enum Claim {
     Done,
 }
 
+impl Claim {
+    /// The trial a claim took: re-claimed from a silent owner, or new.
+    pub(crate) fn taken(row: TrialRow, reclaimed: bool) -> Claim {
+        match reclaimed {
+            true => Claim::Reclaimed(Box::new(row)),
+            false => Claim::New(Box::new(row)),
+        }
+    }
+}
+
 /// How a claimed trial ended.
 #[derive(Debug, Clone)]
 pub enum TrialEnd {

@@ -98,11 +98,7 @@ impl StudyStore for Store {
         tx.commit()
             .map_err(self.err(format!("claiming a trial of study '{name}'")))?;
         let row = self.trial(study, id)?;
-        Ok(if reclaimed {
-            Claim::Reclaimed(Box::new(row))
-        } else {
-            Claim::New(Box::new(row))
-        })
+        Ok(Claim::taken(row, reclaimed))
     }
 
     fn beat(&self, trial: TrialId, owner: &str) -> Result<bool, StoreError> {

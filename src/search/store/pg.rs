@@ -293,11 +293,7 @@ impl StudyStore for PgStore {
             id,
             path: redact(&self.url),
         })?;
-        Ok(if reclaimed {
-            Claim::Reclaimed(Box::new(row))
-        } else {
-            Claim::New(Box::new(row))
-        })
+        Ok(Claim::taken(row, reclaimed))
     }
 
     fn beat(&self, trial: TrialId, owner: &str) -> Result<bool, StoreError> {
