@@ -704,11 +704,10 @@ fn bench(args: BenchArgs, cache: &Cache) -> Result<()> {
 }
 
 fn device(name: &str) -> Result<candle_core::Device> {
-    Ok(match name {
-        "cpu" => candle_core::Device::Cpu,
-        "cuda" => candle_core::Device::new_cuda(0).context("opening the CUDA device")?,
-        other => bail!("--device {other}: expected cpu or cuda"),
-    })
+    match pets::run::open_device(name).context("opening the CUDA device")? {
+        Some(device) => Ok(device),
+        None => bail!("--device {name}: expected cpu or cuda"),
+    }
 }
 
 fn model_config(cache: &Cache, model: &str) -> Result<BertConfig> {

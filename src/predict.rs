@@ -6,7 +6,7 @@ use crate::batch::{make_batch, plan_batches, BatchPlan, TokenizedSplit};
 use crate::data::{self, DataError};
 use crate::export::{load_adapter, ExportError, LoadedAdapter};
 use crate::train::{self, Classifier};
-use candle_core::{Device, D};
+use candle_core::D;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -175,10 +175,9 @@ pub fn run_predict(args: &PredictArgs, cache: &Cache) -> crate::Result<()> {
 
 /// Runs `pets predict`, printing to `out`.
 pub fn run_predict_to(args: &PredictArgs, cache: &Cache, out: &mut dyn Write) -> crate::Result<()> {
-    let device = match args.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(0)?,
-        other => return Err(usage(format!("--device {other}: expected cpu or cuda"))),
+    let Some(device) = crate::run::open_device(&args.device)? else {
+        let other = &args.device;
+        return Err(usage(format!("--device {other}: expected cpu or cuda")));
     };
     let (inputs, origin) = read_inputs(args)?;
     if inputs.is_empty() {

@@ -184,6 +184,25 @@ pub fn reusable_run(
     same.then_some(metrics)
 }
 
+/// The device a command line names (`cpu` or `cuda`, GPU 0); `None` for any other name.
+pub fn open_device(name: &str) -> candle_core::Result<Option<Device>> {
+    match name {
+        "cpu" => Ok(Some(Device::Cpu)),
+        "cuda" => {
+            let device = Device::new_cuda(0)?;
+            #[cfg(feature = "cuda")]
+            if let Device::Cuda(cuda) = &device {
+                // SAFETY: pets drives the GPU from one thread, on candle's stream of that thread,
+                // so no buffer is shared between streams. Tracking would create and destroy two
+                // CUDA events per buffer, i.e. per op.
+                unsafe { cuda.disable_event_tracking() };
+            }
+            Ok(Some(device))
+        }
+        _ => Ok(None),
+    }
+}
+
 pub fn device_name(device: &Device) -> String {
     match device {
         Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),

@@ -4,10 +4,13 @@
 //! candle's fused layer norm and softmax have no backward (they silently cut the graph), its
 //! matmul backward always builds the weight gradient, even for frozen weights, and every graph
 //! node costs a zero-filled gradient plus an add in backward. The ops here are fused custom ops
-//! with hand-written backward kernels on CPU/F32 (vectorised through `simd`); elsewhere they fall
-//! back to the `*_reference` versions built from primitive ops, which are also the test oracle.
+//! with hand-written backward kernels on CPU/F32 (vectorised through `simd`) and, with the `cuda`
+//! feature, on CUDA/F32 (`cuda`); elsewhere they fall back to the `*_reference` versions built
+//! from primitive ops, which are also the test oracle.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 mod gelu;
 mod linear;
 mod norm;
@@ -24,9 +27,6 @@ use norm::{AddLayerNorm, LayerNorm};
 /// Layer norm over the last dim; gradients flow to x, and to gamma/beta only when they are vars
 /// (or computed from vars: anything with `track_op()`).
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
-    if !fusable(&[x, gamma, beta]) || x.elem_count() == 0 {
-        return layer_norm_reference(x, gamma, beta, eps);
-    }
     let d = x.dim(D::Minus1)?;
     if gamma.dims() != [d] || beta.dims() != [d] {
         bail!(
@@ -34,6 +34,13 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
             gamma.dims(),
             beta.dims()
         );
+    }
+    #[cfg(feature = "cuda")]
+    if cuda::fusable(&[x, gamma, beta]) && x.elem_count() > 0 {
+        return cuda::layer_norm(x, gamma, beta, eps);
+    }
+    if !fusable(&[x, gamma, beta]) || x.elem_count() == 0 {
+        return layer_norm_reference(x, gamma, beta, eps);
     }
     let op = LayerNorm { eps: eps as f32 };
     x.contiguous()?
@@ -51,13 +58,12 @@ pub fn add_layer_norm(
 ) -> Result<Tensor> {
     let frozen = !gamma.track_op() && !beta.track_op();
     let d = a.dim(D::Minus1)?;
-    if !frozen
-        || !fusable(&[a, b, gamma, beta])
-        || a.elem_count() == 0
-        || a.dims() != b.dims()
-        || gamma.dims() != [d]
-        || beta.dims() != [d]
-    {
+    let shapes_ok = a.dims() == b.dims() && gamma.dims() == [d] && beta.dims() == [d];
+    #[cfg(feature = "cuda")]
+    if frozen && shapes_ok && cuda::fusable(&[a, b, gamma, beta]) && a.elem_count() > 0 {
+        return cuda::add_layer_norm(a, b, gamma, beta, eps);
+    }
+    if !frozen || !shapes_ok || !fusable(&[a, b, gamma, beta]) || a.elem_count() == 0 {
         return layer_norm(&(a + b)?, gamma, beta, eps);
     }
     let op = AddLayerNorm {
@@ -74,6 +80,12 @@ pub fn add_layer_norm(
 /// zeros on the fused path).
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let mask = mask.detach();
+    #[cfg(feature = "cuda")]
+    if cuda::fusable(&[scores, &mask]) && scores.elem_count() > 0 {
+        if let Some(probs) = cuda::masked_softmax(scores, &mask)? {
+            return Ok(probs);
+        }
+    }
     if !fusable(&[scores, &mask]) || scores.elem_count() == 0 {
         return masked_softmax_reference(scores, &mask);
     }
@@ -115,34 +127,53 @@ fn frozen_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, gelu: bool)
     }
     // A trainable bias (BitFit) is added outside the op so candle reduces its gradient.
     let frozen_bias = bias.filter(|b| !b.track_op());
-    let cpu = fusable(&[x, weight]) && frozen_bias.is_none_or(|b| fusable(&[b]));
-    let y = if cpu && x.elem_count() > 0 && k > 0 {
-        let fuse_gelu = gelu && bias.is_none_or(|b| !b.track_op());
-        let y = x.contiguous()?.apply_op1(FrozenLinear {
-            weight: weight.contiguous()?,
-            bias: frozen_bias.map(|b| b.contiguous()).transpose()?,
-            gelu: fuse_gelu,
-            keep: fuse_gelu && x.track_op(),
-            gelu_grad: Default::default(),
-        })?;
-        if fuse_gelu {
-            return Ok(y);
-        }
-        y
-    } else {
-        // Any device/dtype: compute y off the graph, then hang it on x with a copy whose
-        // backward is dx only.
-        let y = linear_reference(&x.detach(), weight, frozen_bias)?.contiguous()?;
-        if x.track_op() {
-            x.apply_op2(&y, AttachInputGrad(weight.clone()))?
-        } else {
-            y
+    let fuse_gelu = gelu && bias.is_none_or(|b| !b.track_op());
+    let y = match fused_frozen_linear(x, weight, frozen_bias, fuse_gelu)? {
+        Some(y) if fuse_gelu => return Ok(y),
+        Some(y) => y,
+        None => {
+            // Any device/dtype: compute y off the graph, then hang it on x with a copy whose
+            // backward is dx only.
+            let y = linear_reference(&x.detach(), weight, frozen_bias)?.contiguous()?;
+            if x.track_op() {
+                x.apply_op2(&y, AttachInputGrad(weight.clone()))?
+            } else {
+                y
+            }
         }
     };
     activate(match bias {
         Some(b) if b.track_op() => y.broadcast_add(b)?,
         _ => y,
     })
+}
+
+/// The frozen linear as one fused op (GELU applied when `gelu`) on CPU/F32 or CUDA/F32; `None`
+/// elsewhere. Shapes were checked by the caller.
+fn fused_frozen_linear(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    gelu: bool,
+) -> Result<Option<Tensor>> {
+    if x.elem_count() == 0 || weight.dim(1)? == 0 {
+        return Ok(None);
+    }
+    #[cfg(feature = "cuda")]
+    if cuda::fusable(&[x, weight]) && bias.is_none_or(|b| cuda::fusable(&[b])) {
+        return cuda::linear(x, weight, bias, gelu).map(Some);
+    }
+    if !fusable(&[x, weight]) || bias.is_some_and(|b| !fusable(&[b])) {
+        return Ok(None);
+    }
+    let op = FrozenLinear {
+        weight: weight.contiguous()?,
+        bias: bias.map(|b| b.contiguous()).transpose()?,
+        gelu,
+        keep: gelu && x.track_op(),
+        gelu_grad: Default::default(),
+    };
+    x.contiguous()?.apply_op1(op).map(Some)
 }
 
 /// x (..., in) · weightᵀ (+ bias) for trained weights: on CPU/F32 one node whose backward
@@ -165,6 +196,10 @@ pub fn affine(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
 /// GELU, erf form (`x·Φ(x)`), fused on CPU/F32 with a vectorised erf; candle's `gelu_erf`
 /// elsewhere (which is also the reference).
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if cuda::fusable(&[x]) && x.elem_count() > 0 {
+        return cuda::gelu_erf(x);
+    }
     if !fusable(&[x]) || x.elem_count() == 0 {
         return x.gelu_erf();
     }

@@ -5,6 +5,7 @@
 //! step arithmetic, `clip` the gradient clipping, `eval` the evaluation, `snapshot` the best-epoch
 //! weights and `progress` the terminal output.
 
+mod adamw;
 mod clip;
 mod eval;
 pub mod frozen;
@@ -14,6 +15,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
+pub use adamw::AdamW;
 pub use clip::clip_grad_norm;
 pub use eval::{evaluate, evaluate_with, Evaluation};
 pub use schedule::{epoch_seed, learning_rate, total_steps, warmup_steps};
@@ -21,7 +23,7 @@ pub use schedule::{epoch_seed, learning_rate, total_steps, warmup_steps};
 use crate::batch::{make_batch, plan_batches, Batch, BatchPlan, TokenizedSplit};
 use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::optim::ParamsAdamW;
 use progress::Progress;
 use snapshot::BestSnapshot;
 use std::time::Instant;

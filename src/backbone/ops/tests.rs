@@ -1,5 +1,6 @@
 //! Every fused op against its reference built from primitive candle ops: forward values,
-//! gradients, and no gradients built for frozen tensors.
+//! gradients, and no gradients built for frozen tensors; on the CPU, and on the GPU too when
+//! built with the `cuda` feature on a machine that has one.
 
 use super::*;
 use candle_core::{Device, Var};
@@ -52,6 +53,15 @@ const CASES: &[Case] = &[
     ("gelu f64 (any device)", F64, Gelu,   &[(&[4, 6, 10], V)]),
 ];
 
+/// The CPU, and GPU 0 when the `cuda` feature is on and a GPU answers.
+fn devices() -> Vec<Device> {
+    let mut all = vec![Device::Cpu];
+    if cfg!(feature = "cuda") {
+        all.extend(crate::run::open_device("cuda").ok().flatten());
+    }
+    all
+}
+
 fn apply(kind: Kind, a: &[Tensor], fused: bool) -> Result<Tensor> {
     match (kind, fused) {
         (Ln, true) => layer_norm(&a[0], &a[1], &a[2], 1e-12),
@@ -59,11 +69,12 @@ fn apply(kind: Kind, a: &[Tensor], fused: bool) -> Result<Tensor> {
         (AddLn, true) => add_layer_norm(&a[0], &a[1], &a[2], &a[3], 1e-12),
         (AddLn, false) => layer_norm_reference(&(&a[0] + &a[1])?, &a[2], &a[3], 1e-12),
         (Softmax, _) => {
-            let (s, m) = ((&a[0] * 3.0)?, pad_mask(a[0].dim(0)?, a[0].dim(3)?)?);
+            let mask = pad_mask(a[0].dim(0)?, a[0].dim(3)?)?.to_device(a[0].device())?;
+            let s = (&a[0] * 3.0)?;
             if fused {
-                masked_softmax(&s, &m)
+                masked_softmax(&s, &mask)
             } else {
-                masked_softmax_reference(&s, &m)
+                masked_softmax_reference(&s, &mask)
             }
         }
         (Linear, true) => linear(&a[0], &a[1], a.get(2)),
@@ -91,13 +102,15 @@ fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
     d.to_dtype(F32)?.to_scalar::<f32>()
 }
 
-fn make(shape: &[usize], flags: u8, dtype: DType) -> Result<(Tensor, Option<Var>)> {
+fn make(shape: &[usize], flags: u8, dtype: DType, dev: &Device) -> Result<(Tensor, Option<Var>)> {
     let (mut dims, strided) = (shape.to_vec(), flags & 2 != 0);
     let r = dims.len();
     if strided {
         dims.swap(r - 2, r - 1);
     }
-    let t = Tensor::randn(0f32, 1f32, dims, &Device::Cpu)?.to_dtype(dtype)?;
+    let t = Tensor::randn(0f32, 1f32, dims, &Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_device(dev)?;
     let v = (flags & 1 != 0).then(|| Var::from_tensor(&t)).transpose()?;
     let t = v.as_ref().map_or(t, |v| v.as_tensor().clone());
     let t = if strided {
@@ -110,17 +123,34 @@ fn make(shape: &[usize], flags: u8, dtype: DType) -> Result<(Tensor, Option<Var>
 
 #[test]
 fn fused_ops_match_reference_forward_and_backward() -> Result<()> {
-    for &(name, dtype, kind, shapes) in CASES {
+    for dev in devices() {
+        for &(name, dtype, kind, shapes) in CASES {
+            fused_op_matches_reference(&format!("{name} on {dev:?}"), dtype, kind, shapes, &dev)?;
+        }
+    }
+    Ok(())
+}
+
+fn fused_op_matches_reference(
+    name: &str,
+    dtype: DType,
+    kind: Kind,
+    shapes: &[(&[usize], u8)],
+    dev: &Device,
+) -> Result<()> {
+    {
         let made: Vec<_> = shapes
             .iter()
-            .map(|&(s, f)| make(s, f, dtype))
+            .map(|&(s, f)| make(s, f, dtype, dev))
             .collect::<Result<_>>()?;
         let args: Vec<Tensor> = made.iter().map(|(t, _)| t.clone()).collect();
         let (fused, reference) = (apply(kind, &args, true)?, apply(kind, &args, false)?);
         let diff = max_diff(&fused, &reference)?;
         assert!(diff < 1e-5, "{name}: forward differs by {diff}");
         // A weighted sum: the plain sum of a softmax or layer norm has (near) zero gradient.
-        let w = Tensor::randn(0f32, 1f32, fused.shape(), &Device::Cpu)?.to_dtype(dtype)?;
+        let w = Tensor::randn(0f32, 1f32, fused.shape(), &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(dev)?;
         let fg = (&fused * &w)?.sum_all()?.backward()?;
         let rg = (&reference * &w)?.sum_all()?.backward()?;
         // Only the vars (and the loss weight w) may hold gradients: candle's plain ops would
@@ -150,13 +180,21 @@ fn fused_ops_match_reference_forward_and_backward() -> Result<()> {
 
 #[test]
 fn masked_softmax_padding_rows_stay_finite() -> Result<()> {
+    for dev in devices() {
+        padding_rows_stay_finite(&dev)?;
+    }
+    Ok(())
+}
+
+fn padding_rows_stay_finite(dev: &Device) -> Result<()> {
     let (neg, k) = (-1e9f32, 5);
     // batch 0: only key 2 is real; batch 1: every key padded; batch 2: every key −inf.
     let mut m = vec![neg; 3 * k];
     m[2] = 0.0;
     m[2 * k..].fill(f32::NEG_INFINITY);
-    let mask = Tensor::from_vec(m, (3, 1, 1, k), &Device::Cpu)?;
-    let scores = Var::from_tensor(&Tensor::randn(0f32, 4f32, (3, 2, 3, k), &Device::Cpu)?)?;
+    let mask = Tensor::from_vec(m, (3, 1, 1, k), dev)?;
+    let scores = Tensor::randn(0f32, 4f32, (3, 2, 3, k), &Device::Cpu)?;
+    let scores = Var::from_tensor(&scores.to_device(dev)?)?;
     let y = masked_softmax(&scores, &mask)?;
     let reference = masked_softmax_reference(&scores.narrow(0, 0, 2)?, &mask.narrow(0, 0, 2)?)?;
     assert!(max_diff(&y.narrow(0, 0, 2)?, &reference)? < 1e-6);
@@ -167,9 +205,9 @@ fn masked_softmax_padding_rows_stay_finite() -> Result<()> {
             1 => &[0.2; 5],
             _ => &[0.0; 5],
         };
-        assert_eq!(row.as_slice(), want, "row {b}");
+        assert_eq!(row.as_slice(), want, "row {b} on {dev:?}");
     }
-    let w = Tensor::randn(0f32, 1f32, y.shape(), &Device::Cpu)?;
+    let w = Tensor::randn(0f32, 1f32, y.shape(), &Device::Cpu)?.to_device(dev)?;
     let grads = (&y * &w)?.sum_all()?.backward()?;
     let g = grads
         .get(&scores)
