@@ -107,7 +107,10 @@ fn repeated_kill_9_at_random_moments_loses_no_completed_trial() {
     // its own number: a trial a kill interrupted was claimed again by the next process, with its
     // number and design, rather than left behind.
     let all = trials(&dir);
-    let summary: Vec<_> = all.iter().map(|t| (t.number, t.state, t.attempts)).collect();
+    let summary: Vec<_> = all
+        .iter()
+        .map(|t| (t.number, t.state, t.attempts))
+        .collect();
     assert!(
         all.iter().all(|t| t.state == TrialState::Complete),
         "after {kills} kills: {summary:?}"

@@ -51,7 +51,10 @@ fn store_round_trip_resume_and_reclaim() {
         };
         assert!(matches!(
             begin_as(&store, study, &parent, "w"),
-            Err(pets::Error::Store(StoreError::UnknownParent { number: 99, .. }))
+            Err(pets::Error::Store(StoreError::UnknownParent {
+                number: 99,
+                ..
+            }))
         ));
         assert_eq!(store.study_names().unwrap(), vec!["s".to_string()]);
         (study, ids)
@@ -87,7 +90,10 @@ fn store_round_trip_resume_and_reclaim() {
     // Trial 3's process is killed: a claim takes it back at once, with its number and design.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let dead = format!("pid 4294967 on {} (0 job 0)", host.trim()); // above any pid_max
-    raw(&path, &format!("UPDATE trials SET owner = '{dead}' WHERE number = 3"));
+    raw(
+        &path,
+        &format!("UPDATE trials SET owner = '{dead}' WHERE number = 3"),
+    );
     let long = Duration::from_secs(3600);
     let fresh = new_trial(TrialKind::Search, None, 32, 400);
     let mut plan = |_: &[_]| Ok(Next::Trial(fresh.clone()));

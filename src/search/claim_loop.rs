@@ -5,8 +5,8 @@
 use super::plan::StudyPlan;
 use super::report::write_reports;
 use super::setup::PreparedStudy;
-use super::store::{Claim, StoreError, StudyId, StudyStore, TrialEnd, TrialId, TrialResult};
 use super::store::TrialRow;
+use super::store::{Claim, StoreError, StudyId, StudyStore, TrialEnd, TrialId, TrialResult};
 use super::study::trial_folder_in;
 use super::worker::WorkerSettings;
 use super::TrialState;
@@ -51,11 +51,11 @@ impl ClaimLoop<'_> {
         let mut trained = 0;
         loop {
             let plan = self.shared.plan;
-            let claim = self
-                .store
-                .claim(self.shared.id, &self.owner, ws.stale_after, &mut |rows| {
-                    Ok(plan.next(rows)?)
-                })?;
+            let claim =
+                self.store
+                    .claim(self.shared.id, &self.owner, ws.stale_after, &mut |rows| {
+                        Ok(plan.next(rows)?)
+                    })?;
             let row = match claim {
                 Claim::Done => return Ok(trained),
                 Claim::Wait => {

@@ -62,7 +62,12 @@ pub fn new_trial(kind: TrialKind, label: Option<&str>, r: usize, fidelity: usize
 }
 
 /// Begins `new` as the study's next trial, as a worker's claim does, owned by `owner`.
-pub fn begin_as(store: &Store, study: StudyId, new: &NewTrial, owner: &str) -> pets::Result<TrialRow> {
+pub fn begin_as(
+    store: &Store,
+    study: StudyId,
+    new: &NewTrial,
+    owner: &str,
+) -> pets::Result<TrialRow> {
     let long = std::time::Duration::from_secs(3600);
     let mut plan = |_: &[TrialRow]| Ok(pets::search::store::Next::Trial(new.clone()));
     match store.claim(study, owner, long, &mut plan)? {

@@ -207,16 +207,34 @@ mod tests {
     fn a_trial_is_reclaimable_when_its_worker_is_silent_or_gone() {
         let long = Duration::from_secs(120);
         let me = owner_name("");
-        assert!(!reclaimable(Some(&me), Some(1.0), long), "a live owner beating");
-        assert!(reclaimable(Some(&me), Some(121.0), long), "a stale heartbeat");
-        assert!(reclaimable(None, None, long), "no owner: an earlier pets's single process");
+        assert!(
+            !reclaimable(Some(&me), Some(1.0), long),
+            "a live owner beating"
+        );
+        assert!(
+            reclaimable(Some(&me), Some(121.0), long),
+            "a stale heartbeat"
+        );
+        assert!(
+            reclaimable(None, None, long),
+            "no owner: an earlier pets's single process"
+        );
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_or_else(|_| "unknown host".into(), |h| h.trim().to_string());
         // Above the largest pid_max (2^22): no such process.
         let dead = format!("pid 4294967 on {host} (1 job 0)");
-        assert!(reclaimable(Some(&dead), Some(1.0), long), "a killed process");
-        assert!(!reclaimable(Some("worker a"), Some(1.0), long), "unknown form: trust the beat");
-        assert!(!owner_is_dead(&format!("pid {} on some-other-host", std::process::id())));
+        assert!(
+            reclaimable(Some(&dead), Some(1.0), long),
+            "a killed process"
+        );
+        assert!(
+            !reclaimable(Some("worker a"), Some(1.0), long),
+            "unknown form: trust the beat"
+        );
+        assert!(!owner_is_dead(&format!(
+            "pid {} on some-other-host",
+            std::process::id()
+        )));
     }
 
     #[test]

@@ -104,8 +104,7 @@ impl StudyStore for Store {
                 Next::Wait => return Ok(Claim::Wait),
                 Next::Done => return Ok(Claim::Done),
                 Next::Trial(new) => {
-                    let (id, _) =
-                        self.insert_running(&tx, study, &name, &new, time, owner)?;
+                    let (id, _) = self.insert_running(&tx, study, &name, &new, time, owner)?;
                     (id, false)
                 }
             },
