@@ -111,7 +111,8 @@ impl Store {
     }
 
     /// Heartbeats from a background thread (its own connection) every `every` until dropped, so a
-    /// long training run does not let the lease go stale. Failures surface at the next `begin_trial`.
+    /// long training run does not let the lease go stale. A failed beat is not reported: a lost
+    /// lease only lets a second `pets search` in, which claims trials like any worker.
     pub fn keep_alive(&self, study: StudyId, every: Duration) -> Result<KeepAlive, StoreError> {
         self.heartbeat(study)?;
         let conn = connect(&self.path)?;
@@ -120,7 +121,7 @@ impl Store {
         let thread = std::thread::spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let sql = "UPDATE studies SET heartbeat = ?3 WHERE id = ?1 AND owner = ?2";
-                // A lost lease or a locked file is reported by the owner's next write, not here.
+                // A lost lease or a locked file: the next beat tries again (see above).
                 let _ = conn.execute(sql, params![study.0, owner, now()]);
             }
         });
