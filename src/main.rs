@@ -8,9 +8,8 @@ use pets::data::TaskSource;
 use pets::graph::DesignGraph;
 use pets::params::design_cost;
 use pets::run::{train_design, PreparedTask, RunSettings};
-use pets::search::store::Storage;
-use pets::search::study::{run_search, SearchSettings};
-use pets::search::worker::{run_worker, WorkerSettings};
+use pets::search::study::SearchSettings;
+use pets::search::worker::{run_worker, Role, WorkerSettings};
 use pets::spec::Design;
 use pets::train::TrainConfig;
 use std::path::PathBuf;
@@ -236,8 +235,8 @@ struct SearchArgs {
     /// Study name; rerunning the same command resumes it.
     #[arg(long)]
     study: Option<String>,
-    /// The study store: a SQLite file, or postgres://USER@HOST/DATABASE shared by workers (then
-    /// `search` is one worker plus the reports).
+    /// The study store: a SQLite file, or postgres://USER@HOST/DATABASE shared by workers.
+    /// `search` is one worker plus the reports (on SQLite also holding the study's lease).
     #[arg(long, default_value = "studies/pets.sqlite")]
     storage: String,
     #[arg(long, default_value = "reports")]
@@ -277,7 +276,8 @@ struct SearchArgs {
 /// A worker's own settings (every worker of a study shares the `SearchArgs`).
 #[derive(Args, Clone)]
 struct WorkerArgs {
-    /// Seconds without a heartbeat after which a worker's running trial is claimed again.
+    /// Seconds without a heartbeat after which a worker's running trial is claimed again (and a
+    /// `search`'s lease on a SQLite study is taken over).
     #[arg(long, default_value_t = 120.0)]
     stale_after: f64,
     /// Folder of trial run folders (default: beside a SQLite store; studies/ for a database).
@@ -480,21 +480,17 @@ fn run(cli: Cli) -> Result<()> {
             run,
             worker,
         } => {
-            let shared = matches!(Storage::parse(&search.storage)?, Storage::Postgres(_));
+            let ws = worker_settings(search, worker, Role::Search)?;
             let mut run = run.settings(1)?;
             run.train.progress = false;
             let started = std::time::Instant::now();
-            let (front, trials, files, study) = if shared {
-                let ws = worker_settings(search, worker, true)?;
-                let outcome = run_worker(&ws, &run, &cache)?;
-                let study = ws.search.study;
-                (outcome.front, outcome.trials, outcome.report_files, study)
-            } else {
-                let settings = search_settings(search);
-                let outcome = run_search(&settings, &run, &cache)?;
-                let study = settings.study;
-                (outcome.front, outcome.trials, outcome.report_files, study)
-            };
+            let outcome = run_worker(&ws, &run, &cache)?;
+            let (front, trials, files, study) = (
+                outcome.front,
+                outcome.trials,
+                outcome.report_files,
+                ws.search.study,
+            );
             println!("{front}");
             eprintln!(
                 "study {study}: {} trials in {:.0} s; reports: {}",
@@ -512,7 +508,7 @@ fn run(cli: Cli) -> Result<()> {
             run,
             worker,
         } => {
-            let ws = worker_settings(search, worker, false)?;
+            let ws = worker_settings(search, worker, Role::Worker)?;
             let mut run = run.settings(1)?;
             run.train.progress = false;
             let outcome = run_worker(&ws, &run, &cache)?;
@@ -624,17 +620,13 @@ fn search_settings(search: SearchArgs) -> SearchSettings {
         rungs: search.rungs,
         baselines: search.baselines,
         presets_dir: search.presets,
-        store: match Storage::parse(&search.storage) {
-            Ok(Storage::Sqlite(path)) => path,
-            _ => PathBuf::from(&search.storage),
-        },
         reports: search.reports,
         jobs: search.jobs,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     }
 }
 
-fn worker_settings(search: SearchArgs, worker: WorkerArgs, report: bool) -> Result<WorkerSettings> {
+fn worker_settings(search: SearchArgs, worker: WorkerArgs, role: Role) -> Result<WorkerSettings> {
     if !(worker.stale_after.is_finite() && worker.stale_after > 0.0) {
         bail!(
             "--stale-after {}: expected a positive number of seconds",
@@ -651,7 +643,7 @@ fn worker_settings(search: SearchArgs, worker: WorkerArgs, report: bool) -> Resu
         storage,
         trials_dir,
         stale_after: std::time::Duration::from_secs_f64(worker.stale_after),
-        report,
+        role,
     })
 }
 

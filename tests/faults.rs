@@ -1,6 +1,7 @@
 //! Faults during a search on a tiny encoder: SIGKILL at random moments, again and again; a full
 //! disk and an unwritable reports folder; a trial whose loss is not finite; a second process on
-//! the same study. Completed trials are never lost, the study resumes, the store stays whole.
+//! the same study. Completed trials are never lost, the study resumes (claiming back what a killed
+//! process left running), the store stays whole.
 //! Also determinism: the same seeds give the same trials and accuracies on the CPU.
 
 mod tiny_study;
@@ -102,22 +103,23 @@ fn repeated_kill_9_at_random_moments_loses_no_completed_trial() {
             "trial {old:?} lost after the final resume"
         );
     }
-    // Every planned trial completes exactly once: 2 baselines, 6 at rung 0, 3 promoted.
+    // Every planned trial completes exactly once (2 baselines, 6 at rung 0, 3 promoted), under
+    // its own number: a trial a kill interrupted was claimed again by the next process, with its
+    // number and design, rather than left behind.
     let all = trials(&dir);
-    let done: Vec<_> = all
+    let summary: Vec<_> = all
         .iter()
-        .filter(|t| t.state == TrialState::Complete)
+        .map(|t| (t.number, t.state, t.attempts))
         .collect();
-    assert_eq!(done.len(), 11, "after {kills} kills");
-    let mut keys: Vec<_> = done.iter().map(|t| (t.rung, t.canonical.clone())).collect();
+    assert!(
+        all.iter().all(|t| t.state == TrialState::Complete),
+        "after {kills} kills: {summary:?}"
+    );
+    assert_eq!(all.len(), 11, "after {kills} kills: {summary:?}");
+    let mut keys: Vec<_> = all.iter().map(|t| (t.rung, t.canonical.clone())).collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 11, "a design trained twice at one rung");
-    // Whatever was interrupted is recorded as such, never as a result.
-    for t in all.iter().filter(|t| t.state != TrialState::Complete) {
-        assert_eq!(t.state, TrialState::Failed, "trial {}", t.number);
-        assert_eq!(t.error.as_deref(), Some(pets::search::store::INTERRUPTED));
-    }
     assert_eq!(integrity(&dir), "ok");
     assert_folders_whole(&dir);
 }

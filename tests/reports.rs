@@ -118,9 +118,7 @@ fn filled_store(path: &Path) -> (Store, pets::search::store::StudyId) {
         (Search, None, 5, 400, None, TrialState::Running),
     ];
     for (kind, label, r, fidelity, outcome, state) in plan {
-        let row = store
-            .begin_trial(study, &new_trial(kind, label, r, fidelity))
-            .unwrap();
+        let row = common::begin(&store, study, &new_trial(kind, label, r, fidelity));
         match (state, outcome) {
             (TrialState::Complete, Some((a, p))) => {
                 store.complete_trial(row.id, &result(a, p)).unwrap()
@@ -250,9 +248,7 @@ fn reports_render_the_hand_computed_front() {
 fn verdict_turns_when_a_design_beats_every_baseline_in_budget() {
     let tmp = TempDir::new("verdict");
     let (store, study) = filled_store(&tmp.0.join("pets.sqlite"));
-    let row = store
-        .begin_trial(study, &new_trial(TrialKind::Search, None, 10, 400))
-        .unwrap();
+    let row = common::begin(&store, study, &new_trial(TrialKind::Search, None, 10, 400));
     store.complete_trial(row.id, &result(0.80, 700)).unwrap();
     let dir = tmp.0.join("out");
     write_reports(&dir, &context(), &store.trials(study).unwrap()).unwrap();

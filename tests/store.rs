@@ -2,8 +2,10 @@
 
 mod common;
 
-use common::{design, new_trial, result, settings, TempDir};
-use pets::search::store::{NewTrial, Store, StoreError, TrialKind, INTERRUPTED, SCHEMA_VERSION};
+use common::{begin, begin_as, design, new_trial, result, settings, TempDir};
+use pets::search::store::{
+    Claim, NewTrial, Next, Store, StoreError, StudyStore, TrialKind, SCHEMA_VERSION,
+};
 use pets::search::TrialState;
 use serde_json::json;
 use std::path::Path;
@@ -26,9 +28,7 @@ fn store_round_trip_resume_and_reclaim() {
         let study = store.open_study("s", &settings()).expect("create");
         let mut ids = Vec::new();
         for (i, r) in [2, 4, 8, 16].into_iter().enumerate() {
-            let row = store
-                .begin_trial(study, &new_trial(TrialKind::Search, None, r, 400))
-                .expect("begin");
+            let row = begin(&store, study, &new_trial(TrialKind::Search, None, r, 400));
             assert_eq!((row.number, row.state), (i, TrialState::Running));
             ids.push(row.id);
         }
@@ -50,8 +50,11 @@ fn store_round_trip_resume_and_reclaim() {
             ..new_trial(TrialKind::Search, None, 2, 800)
         };
         assert!(matches!(
-            store.begin_trial(study, &parent),
-            Err(StoreError::UnknownParent { number: 99, .. })
+            begin_as(&store, study, &parent, "w"),
+            Err(pets::Error::Store(StoreError::UnknownParent {
+                number: 99,
+                ..
+            }))
         ));
         assert_eq!(store.study_names().unwrap(), vec!["s".to_string()]);
         (study, ids)
@@ -84,27 +87,30 @@ fn store_round_trip_resume_and_reclaim() {
     assert_eq!(trials[2].error.as_deref(), Some("below median at rung 0"));
     assert!(trials[0].evaluated().is_some() && trials[1].evaluated().is_none());
 
-    let reclaimed = store.reclaim_running(study).expect("reclaim");
+    // Trial 3's process is killed: a claim takes it back at once, with its number and design.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let dead = format!("pid 4294967 on {} (0 job 0)", host.trim()); // above any pid_max
+    raw(
+        &path,
+        &format!("UPDATE trials SET owner = '{dead}' WHERE number = 3"),
+    );
+    let long = Duration::from_secs(3600);
+    let fresh = new_trial(TrialKind::Search, None, 32, 400);
+    let mut plan = |_: &[_]| Ok(Next::Trial(fresh.clone()));
+    let Claim::Reclaimed(t3) = store.claim(study, "w", long, &mut plan).unwrap() else {
+        panic!("trial 3 is claimed again")
+    };
     assert_eq!(
-        reclaimed
-            .iter()
-            .map(|t| (t.id, t.number))
-            .collect::<Vec<_>>(),
-        vec![(ids[3], 3)]
+        (t3.id, t3.number, t3.attempts, t3.owner.as_deref()),
+        (ids[3], 3, 2, Some("w"))
     );
-    assert_eq!(reclaimed[0].design, design(16));
-    assert!(
-        store.reclaim_running(study).unwrap().is_empty(),
-        "nothing left running"
-    );
-    let t3 = &store.trials(study).unwrap()[3];
-    assert_eq!((t3.state, t3.error.as_deref()), (Failed, Some(INTERRUPTED)));
+    assert_eq!(t3.design, design(16));
     // Numbers keep increasing after a resume; parents must exist in the study.
     let redo = NewTrial {
         parent: Some(0),
         ..new_trial(TrialKind::Search, None, 16, 800)
     };
-    let row = store.begin_trial(study, &redo).expect("redo");
+    let row = begin_as(&store, study, &redo, "w").expect("promotion");
     assert_eq!((row.number, row.parent), (4, Some(0)));
 }
 
@@ -143,8 +149,7 @@ fn lease_busy_stale_takeover_and_keep_alive() {
     let path = tmp.0.join("pets.sqlite");
     let a = Store::open(&path).unwrap();
     let study = a.open_study("s", &settings()).unwrap();
-    a.begin_trial(study, &new_trial(TrialKind::Search, None, 2, 400))
-        .unwrap();
+    begin(&a, study, &new_trial(TrialKind::Search, None, 2, 400));
 
     let b = Store::open(&path).unwrap();
     let busy = b.open_study("s", &settings()).unwrap_err();
@@ -152,13 +157,10 @@ fn lease_busy_stale_takeover_and_keep_alive() {
         matches!(&busy, StoreError::Busy { study, .. } if study == "s"),
         "{busy}"
     );
-    // Reading needs no lease: reports work while a search runs; reclaiming does not.
+    // Reading needs no lease: reports work while a search runs; B holds none to refresh.
     let id = b.study_id("s").unwrap();
     assert_eq!(b.trials(id).unwrap().len(), 1);
-    assert!(matches!(
-        b.reclaim_running(id),
-        Err(StoreError::LeaseLost { .. })
-    ));
+    assert!(matches!(b.heartbeat(id), Err(StoreError::LeaseLost { .. })));
 
     // A's heartbeats keep the lease fresh even when the last write was long ago.
     let alive = a.keep_alive(study, Duration::from_millis(20)).unwrap();
@@ -170,7 +172,7 @@ fn lease_busy_stale_takeover_and_keep_alive() {
     ));
     drop(alive);
 
-    // A dies silently (no heartbeat for 1000 s): B takes over; A finds out at its next write.
+    // A dies silently (no heartbeat for 1000 s): B takes over; A finds out at its next heartbeat.
     raw(&path, "UPDATE studies SET heartbeat = heartbeat - 1000");
     assert_eq!(
         b.open_study("s", &settings())
@@ -181,14 +183,6 @@ fn lease_busy_stale_takeover_and_keep_alive() {
         a.heartbeat(study),
         Err(StoreError::LeaseLost { .. })
     ));
-    let lost = a
-        .begin_trial(study, &new_trial(TrialKind::Search, None, 4, 400))
-        .unwrap_err();
-    assert!(
-        matches!(&lost, StoreError::LeaseLost { study, .. } if study == "s"),
-        "{lost}"
-    );
-    assert_eq!(b.reclaim_running(study).unwrap().len(), 1);
 
     // Dropping B releases the lease at once; a short stale window also lets a store take over.
     drop(b);
@@ -204,9 +198,7 @@ fn corrupt_rows_and_foreign_schema_name_the_culprit() {
     let store = Store::open(&path).unwrap();
     let study = store.open_study("mine", &settings()).unwrap();
     for r in [2, 4] {
-        store
-            .begin_trial(study, &new_trial(TrialKind::Search, None, r, 400))
-            .unwrap();
+        begin(&store, study, &new_trial(TrialKind::Search, None, r, 400));
     }
     raw(
         &path,

@@ -2,6 +2,7 @@
 
 pub mod budget;
 pub mod canonical;
+mod claim_loop;
 pub mod error;
 pub mod fidelity;
 pub mod genome;
@@ -37,6 +38,7 @@ pub struct Evaluated {
 pub mod plot;
 pub mod report;
 pub mod sampler;
+pub mod setup;
 pub mod space;
 pub mod store;
 pub mod study;

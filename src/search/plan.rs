@@ -1,9 +1,10 @@
 //! What a shared study trains next, decided from its stored trials alone, so any worker can
 //! decide it inside its claim (optuna's model: the sampler's state is the study's history).
 //!
-//! The order matches `pets search`: baselines at full fidelity, then rung 0's candidates from the
-//! sampler, then each higher rung's promotions. With many workers a rung is synchronous: its
-//! promotions are claimable only once every trial of the rung below has ended (a promotion is
+//! This is the study's one rule of what trains next, for `pets search` and `pets worker` alike:
+//! baselines at full fidelity, then rung 0's candidates from the sampler, then each higher rung's
+//! promotions (the best of the rung below by Pareto rank, see `fidelity`). A rung is synchronous:
+//! its promotions are claimable only once every trial of the rung below has ended (a promotion is
 //! itself a claimable trial, with the lower trial as parent); until then a worker waits. The
 //! budget is spent when every rung holds its candidates and nothing runs.
 
@@ -38,7 +39,8 @@ impl StudyPlan<'_> {
 
     /// The next step given every trial of the study.
     pub fn next(&self, rows: &[TrialRow]) -> Result<Next, SearchError> {
-        // Trials a single-process search marked interrupted were redone; they count for nothing.
+        // Trials an earlier pets's single-process search marked interrupted were redone under new
+        // numbers; they count for nothing.
         let live: Vec<&TrialRow> = rows.iter().filter(|t| !interrupted(t)).collect();
         let full = self.rungs.len() - 1;
         for (name, design) in &self.baselines {
@@ -158,7 +160,7 @@ impl StudyPlan<'_> {
     }
 }
 
-/// A trial a dead single-process search left running and that was redone under a new number.
+/// A trial a dead single-process search of an earlier pets left running, redone under a new number.
 fn interrupted(t: &TrialRow) -> bool {
     t.state == TrialState::Failed && t.error.as_deref() == Some(INTERRUPTED)
 }

@@ -1,7 +1,9 @@
 //! Helpers shared by the store and report tests: temporary folders, hand-made designs, trials
-//! and results.
+//! and results, and trials begun in a store.
 
-use pets::search::store::{NewTrial, TrialKind, TrialResult};
+use pets::search::store::{
+    Claim, NewTrial, Store, StudyId, StudyStore, TrialKind, TrialResult, TrialRow,
+};
 use pets::spec::{Activation, Design, Form, Init, Insertion, Layers, Module, Site};
 use serde_json::json;
 use std::path::PathBuf;
@@ -57,6 +59,27 @@ pub fn new_trial(kind: TrialKind, label: Option<&str>, r: usize, fidelity: usize
         rung: usize::from(fidelity > 100),
         parent: None,
     }
+}
+
+/// Begins `new` as the study's next trial, as a worker's claim does, owned by `owner`.
+pub fn begin_as(
+    store: &Store,
+    study: StudyId,
+    new: &NewTrial,
+    owner: &str,
+) -> pets::Result<TrialRow> {
+    let long = std::time::Duration::from_secs(3600);
+    let mut plan = |_: &[TrialRow]| Ok(pets::search::store::Next::Trial(new.clone()));
+    match store.claim(study, owner, long, &mut plan)? {
+        Claim::New(row) => Ok(*row),
+        other => panic!("expected a new trial, got {other:?}"),
+    }
+}
+
+/// [`begin_as`] with this test process as the owner (alive: nobody claims its trials again).
+pub fn begin(store: &Store, study: StudyId, new: &NewTrial) -> TrialRow {
+    let owner = pets::search::store::owner_name(" test");
+    begin_as(store, study, new, &owner).expect("begin")
 }
 
 pub fn result(accuracy: f64, params: usize) -> TrialResult {

@@ -4,8 +4,8 @@
 //! The model is optuna's relational storage: the store is the only shared state. A claim is one
 //! transaction that holds the study's row lock, so of all workers proposing at once, exactly one
 //! sees the history at a time and inserts the next trial number; a worker's heartbeats keep its
-//! claim, and a running trial whose heartbeat went stale is claimed again (same number, same
-//! design), so a trial is never evaluated twice to completion and never lost.
+//! claim, and a running trial whose worker is gone ([`reclaimable`]) is claimed again (same
+//! number, same design), so a trial is never evaluated twice to completion and never lost.
 
 use super::{NewTrial, StoreError, StudyId, TrialId, TrialResult, TrialRow};
 use serde_json::Value;
@@ -69,7 +69,7 @@ pub trait StudyStore: Send {
     /// Every trial of the study, by number.
     fn trials(&self, study: StudyId) -> Result<Vec<TrialRow>, StoreError>;
     /// In one transaction holding the study's lock: re-claims the lowest-numbered running trial
-    /// whose heartbeat is older than `stale_after`, or else asks `plan` what to do given every
+    /// that is [`reclaimable`] after `stale_after`, or else asks `plan` what to do given every
     /// trial and inserts its trial (next number, running, owned by `owner`, heartbeat now).
     fn claim(
         &self,
@@ -161,9 +161,81 @@ pub fn owner_name(tag: &str) -> String {
     format!("pid {} on {host} ({nonce:x}{tag})", std::process::id())
 }
 
+/// Whether a running trial's worker is gone, so another may claim it again: its heartbeat is
+/// older than `stale_after` (or missing), its owner is a process of this host that has ended
+/// (a killed `pets search` rerun at once takes its trials back without waiting out the window),
+/// or it has no owner (begun by the single-process search of an earlier pets, gone once its
+/// study is claimed again). `age` is seconds since the last heartbeat.
+pub(crate) fn reclaimable(owner: Option<&str>, age: Option<f64>, stale_after: Duration) -> bool {
+    match (owner, age) {
+        (None, _) | (_, None) => true,
+        (Some(owner), Some(age)) => age > stale_after.as_secs_f64() || owner_is_dead(owner),
+    }
+}
+
+/// An owner (`pid N on HOST …`, see [`owner_name`]) on this host whose process is gone (killed,
+/// crashed) holds nothing. Owners on other hosts can't be checked: their heartbeats tell.
+pub(crate) fn owner_is_dead(owner: &str) -> bool {
+    let mut words = owner.split_whitespace();
+    let (Some("pid"), Some(pid), Some("on"), Some(host)) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return false;
+    };
+    let this_host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
+    match (pid.parse::<u32>(), this_host) {
+        (Ok(pid), Ok(this)) if this == host => {
+            // A zombie (killed, not yet reaped) still has a /proc entry; it holds nothing either.
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Ok(stat) => stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+                Err(_) => true,
+            }
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trial_is_reclaimable_when_its_worker_is_silent_or_gone() {
+        let long = Duration::from_secs(120);
+        let me = owner_name("");
+        assert!(
+            !reclaimable(Some(&me), Some(1.0), long),
+            "a live owner beating"
+        );
+        assert!(
+            reclaimable(Some(&me), Some(121.0), long),
+            "a stale heartbeat"
+        );
+        assert!(
+            reclaimable(None, None, long),
+            "no owner: an earlier pets's single process"
+        );
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "unknown host".into(), |h| h.trim().to_string());
+        // Above the largest pid_max (2^22): no such process.
+        let dead = format!("pid 4294967 on {host} (1 job 0)");
+        assert!(
+            reclaimable(Some(&dead), Some(1.0), long),
+            "a killed process"
+        );
+        assert!(
+            !reclaimable(Some("worker a"), Some(1.0), long),
+            "unknown form: trust the beat"
+        );
+        assert!(!owner_is_dead(&format!(
+            "pid {} on some-other-host",
+            std::process::id()
+        )));
+    }
 
     #[test]
     fn storage_locations_parse_and_passwords_stay_out_of_messages() {

@@ -2,7 +2,7 @@
 //! machine. `BEGIN IMMEDIATE` takes the file's write lock up front, which serialises claims the
 //! way PostgreSQL's row lock does; WAL lets readers go on meanwhile.
 
-use super::backend::{Claim, Next, Planner, StudyStore, TrialEnd};
+use super::backend::{reclaimable, Claim, Next, Planner, StudyStore, TrialEnd};
 use super::{now, Store, StoreError, StudyId, TrialId, TrialRow};
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
@@ -66,15 +66,30 @@ impl StudyStore for Store {
         let tx = self.immediate("claiming a trial")?;
         let name = self.study_name(study)?;
         let time = now();
-        let stale: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM trials WHERE study_id = ?1 AND state = 'running'
-                 AND heartbeat IS NOT NULL AND heartbeat < ?2 ORDER BY number LIMIT 1",
-                params![study.0, time - stale_after.as_secs_f64()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.err(format!("looking for stale trials of study '{name}'")))?;
+        let stale = {
+            let context = format!("looking for stale trials of study '{name}'");
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, owner, ?2 - heartbeat FROM trials WHERE study_id = ?1
+                     AND state = 'running' ORDER BY number",
+                )
+                .map_err(self.err(&context))?;
+            let running = stmt
+                .query_map(params![study.0, time], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<f64>>(2)?,
+                    ))
+                })
+                .map_err(self.err(&context))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.err(&context))?;
+            running
+                .into_iter()
+                .find(|(_, owner, age)| reclaimable(owner.as_deref(), *age, stale_after))
+                .map(|(id, _, _)| id)
+        };
         let (id, reclaimed) = match stale {
             Some(id) => {
                 tx.execute(
@@ -89,8 +104,7 @@ impl StudyStore for Store {
                 Next::Wait => return Ok(Claim::Wait),
                 Next::Done => return Ok(Claim::Done),
                 Next::Trial(new) => {
-                    let (id, _) =
-                        self.insert_running(&tx, study, &name, &new, time, Some(owner))?;
+                    let (id, _) = self.insert_running(&tx, study, &name, &new, time, owner)?;
                     (id, false)
                 }
             },

@@ -1,6 +1,8 @@
-//! The study lease: one process runs a study at a time; heartbeats keep it, and a stale or dead
-//! owner loses it. Resuming a study also checks its settings against the stored ones.
+//! The study lease of `pets search` on SQLite: one such process runs a study at a time (a second
+//! is refused; `pets worker`s are not: they join). Heartbeats keep it, and a stale or dead owner
+//! loses it. Resuming a study also checks its settings against the stored ones.
 
+use super::backend::owner_is_dead;
 use super::{connect, now, Store, StoreError, StudyId};
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
@@ -109,7 +111,8 @@ impl Store {
     }
 
     /// Heartbeats from a background thread (its own connection) every `every` until dropped, so a
-    /// long training run does not let the lease go stale. Failures surface at the next `begin_trial`.
+    /// long training run does not let the lease go stale. A failed beat is not reported: a lost
+    /// lease only lets a second `pets search` in, which claims trials like any worker.
     pub fn keep_alive(&self, study: StudyId, every: Duration) -> Result<KeepAlive, StoreError> {
         self.heartbeat(study)?;
         let conn = connect(&self.path)?;
@@ -118,7 +121,7 @@ impl Store {
         let thread = std::thread::spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let sql = "UPDATE studies SET heartbeat = ?3 WHERE id = ?1 AND owner = ?2";
-                // A lost lease or a locked file is reported by the owner's next write, not here.
+                // A lost lease or a locked file: the next beat tries again (see above).
                 let _ = conn.execute(sql, params![study.0, owner, now()]);
             }
         });
@@ -196,32 +199,6 @@ fn diff(prefix: &str, stored: &Value, given: &Value, out: &mut Vec<(String, Stri
             prefix.to_string()
         };
         out.push((key.clone(), format!("{key}: stored {stored}, now {given}")));
-    }
-}
-
-/// A lease holder on this host whose process is gone (killed, crashed) holds nothing: its lease
-/// is taken over at once instead of after `stale_after`. Owners on other hosts can't be checked.
-fn owner_is_dead(owner: &str) -> bool {
-    let mut words = owner.split_whitespace();
-    let (Some("pid"), Some(pid), Some("on"), Some(host)) =
-        (words.next(), words.next(), words.next(), words.next())
-    else {
-        return false;
-    };
-    let this_host =
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
-    match (pid.parse::<u32>(), this_host) {
-        (Ok(pid), Ok(this)) if this == host => {
-            // A zombie (killed, not yet reaped) still has a /proc entry; it holds nothing either.
-            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                Ok(stat) => stat
-                    .rsplit(')')
-                    .next()
-                    .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-                Err(_) => true,
-            }
-        }
-        _ => false,
     }
 }
 

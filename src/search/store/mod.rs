@@ -4,8 +4,8 @@
 //! This module owns [`Store`] (the SQLite file: opening it, looking studies up) with the error and
 //! id types; `backend` is the interface both stores implement ([`StudyStore`]) and the parsing of
 //! `--storage`; `pg` the PostgreSQL store; `claims` the SQLite side of worker claims;
-//! `schema` the tables, `lease` the one-process-per-study lease of `pets search`, `trials` the
-//! trial lifecycle and `rows` the trial types and their decoding.
+//! `schema` the tables, `lease` the one-process-per-study lease of `pets search` on SQLite,
+//! `trials` the SQLite trial lifecycle and `rows` the trial types and their decoding.
 
 mod backend;
 mod claims;
@@ -33,7 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
-/// Error text of trials found running by [`Store::reclaim_running`].
+/// Error text that the single-process `pets search` of earlier versions gave the trials a killed
+/// process had left running (it redid them under new numbers). Stores may still hold such trials:
+/// they count for nothing. Today a trial whose process died is claimed again with its number.
 pub const INTERRUPTED: &str = "interrupted: the process running it stopped";
 
 #[derive(Debug, Error)]

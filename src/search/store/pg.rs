@@ -1,8 +1,9 @@
 //! The PostgreSQL study store, for workers on many machines. A claim locks the study's row
 //! (`SELECT … FOR UPDATE`), so proposals are serialised per study while other studies go on; a
-//! stale trial is taken with `FOR UPDATE SKIP LOCKED`. Times come from the server's clock.
+//! trial whose worker is gone is taken with `FOR UPDATE SKIP LOCKED`. Times come from the
+//! server's clock.
 
-use super::backend::{redact, Claim, Next, Planner, StudyStore, TrialEnd};
+use super::backend::{reclaimable, redact, Claim, Next, Planner, StudyStore, TrialEnd};
 use super::rows::{parse_state, RawRow};
 use super::schema::{COLUMNS, PG_SCHEMA, PG_SCHEMA_VERSION};
 use super::{StoreError, StudyId, TrialId, TrialRow};
@@ -105,6 +106,50 @@ impl PgStore {
         rows.iter()
             .map(|r| raw(r).map_err(self.err(&context))?.decode(name))
             .collect()
+    }
+}
+
+impl PgStore {
+    /// The lowest-numbered [`reclaimable`] running trial of the study, locked with `SKIP LOCKED`
+    /// (a trial its worker is finishing right now is not taken). The candidates are read without
+    /// locks and re-checked under the lock, so live trials' heartbeats never wait on a claim.
+    fn stale(
+        &self,
+        c: &mut impl GenericClient,
+        study: StudyId,
+        stale_after: Duration,
+        context: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let running = format!(
+            "SELECT id, owner, {NOW} - heartbeat FROM pets_trials
+             WHERE study_id = $1 AND state = 'running' ORDER BY number"
+        );
+        let lock = format!(
+            "SELECT id, owner, {NOW} - heartbeat FROM pets_trials
+             WHERE id = $1 AND state = 'running' FOR UPDATE SKIP LOCKED"
+        );
+        let gone = |r: &Row| -> Result<bool, postgres::Error> {
+            let owner: Option<String> = r.try_get(1)?;
+            Ok(reclaimable(owner.as_deref(), r.try_get(2)?, stale_after))
+        };
+        let rows = c
+            .query(running.as_str(), &[&study.0])
+            .map_err(self.err(context))?;
+        for row in rows {
+            if !gone(&row).map_err(self.err(context))? {
+                continue;
+            }
+            let id: i64 = row.try_get(0).map_err(self.err(context))?;
+            let locked = c
+                .query_opt(lock.as_str(), &[&id])
+                .map_err(self.err(context))?;
+            if let Some(locked) = locked {
+                if gone(&locked).map_err(self.err(context))? {
+                    return Ok(Some(id));
+                }
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -229,16 +274,9 @@ impl StudyStore for PgStore {
                 path: redact(&self.url),
             })?;
         let context = format!("claiming a trial of study '{name}'");
-        let stale_sql = format!(
-            "SELECT id FROM pets_trials WHERE study_id = $1 AND state = 'running'
-             AND heartbeat < {NOW} - $2 ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED"
-        );
-        let stale = tx
-            .query_opt(stale_sql.as_str(), &[&study.0, &stale_after.as_secs_f64()])
-            .map_err(self.err(&context))?;
+        let stale = self.stale(&mut tx, study, stale_after, &context)?;
         let (id, reclaimed): (i64, bool) = match stale {
-            Some(row) => {
-                let id: i64 = row.get(0);
+            Some(id) => {
                 tx.execute(
                     &*format!("UPDATE pets_trials SET owner = $2, heartbeat = {NOW}, started = {NOW}, attempts = attempts + 1 WHERE id = $1"),
                     &[&id, &owner],

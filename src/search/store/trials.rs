@@ -1,20 +1,24 @@
-//! The trial lifecycle in the store: begin (numbered, under the lease), complete, fail or prune
-//! exactly once, list, and reclaim the trials a dead process left running.
+//! The trial lifecycle in the SQLite store: insert a claimed trial (numbered, running), complete,
+//! fail or prune it exactly once, list.
 
 use super::rows::{parse_state, RawRow};
 use super::schema::COLUMNS;
-use super::{
-    now, NewTrial, Store, StoreError, StudyId, TrialId, TrialResult, TrialRow, INTERRUPTED,
-};
+use super::{now, NewTrial, Store, StoreError, StudyId, TrialId, TrialResult, TrialRow};
 use rusqlite::{params, OptionalExtension};
 
 impl Store {
-    /// Starts a trial (state running, number = next in the study). Requires the study's lease.
-    pub fn begin_trial(&self, study: StudyId, new: &NewTrial) -> Result<TrialRow, StoreError> {
-        let tx = self.immediate("starting a trial")?;
-        // Inside the transaction (same connection): nobody can take the lease before the insert.
-        self.heartbeat(study)?;
-        let name = self.study_name(study)?;
+    /// Inserts `new` as the study's next trial, running since `started`, owned by `owner` (its
+    /// claimer) with its first heartbeat. Returns the row id and the trial number; a parent
+    /// (the trial a promotion comes from) must exist in the study.
+    pub(super) fn insert_running(
+        &self,
+        tx: &rusqlite::Transaction,
+        study: StudyId,
+        name: &str,
+        new: &NewTrial,
+        started: f64,
+        owner: &str,
+    ) -> Result<(i64, usize), StoreError> {
         if let Some(parent) = new.parent {
             let exists: Option<i64> = tx
                 .query_row(
@@ -28,34 +32,11 @@ impl Store {
                 )))?;
             if exists.is_none() {
                 return Err(StoreError::UnknownParent {
-                    study: name,
+                    study: name.into(),
                     number: parent,
                 });
             }
         }
-        let (_, number) = self.insert_running(&tx, study, &name, new, now(), None)?;
-        tx.commit()
-            .map_err(self.err(format!("inserting trial {number} of study '{name}'")))?;
-        // Read back rather than rebuild: the caller gets exactly what a resumed study would see.
-        let mut rows = self.select(study, &format!("AND number = {number}"))?;
-        rows.pop().ok_or_else(|| StoreError::Corrupt {
-            study: name,
-            number,
-            what: "vanished right after insertion".into(),
-        })
-    }
-
-    /// Inserts `new` as the study's next trial, running since `started`; with an `owner` (a
-    /// worker's claim) also its first heartbeat. Returns the row id and the trial number.
-    pub(super) fn insert_running(
-        &self,
-        tx: &rusqlite::Transaction,
-        study: StudyId,
-        name: &str,
-        new: &NewTrial,
-        started: f64,
-        owner: Option<&str>,
-    ) -> Result<(i64, usize), StoreError> {
         let number: usize = tx
             .query_row(
                 "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1",
@@ -66,8 +47,7 @@ impl Store {
         tx.execute(
             "INSERT INTO trials (study_id, number, kind, label, design, canonical, state, fidelity,
              seed, rung, parent, started, owner, heartbeat)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10, ?11, ?12,
-                     CASE WHEN ?12 IS NULL THEN NULL ELSE ?11 END)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10, ?11, ?12, ?11)",
             params![
                 study.0,
                 number,
@@ -171,13 +151,8 @@ impl Store {
 
     /// Every trial of the study, by number.
     pub fn trials(&self, study: StudyId) -> Result<Vec<TrialRow>, StoreError> {
-        self.select(study, "")
-    }
-
-    fn select(&self, study: StudyId, filter: &str) -> Result<Vec<TrialRow>, StoreError> {
         let name = self.study_name(study)?;
-        let query =
-            format!("SELECT {COLUMNS} FROM trials WHERE study_id = ?1 {filter} ORDER BY number");
+        let query = format!("SELECT {COLUMNS} FROM trials WHERE study_id = ?1 ORDER BY number");
         let context = format!("reading the trials of study '{name}'");
         let mut stmt = self.conn.prepare(&query).map_err(self.err(&context))?;
         let rows = stmt
@@ -186,31 +161,12 @@ impl Store {
         let rows: Vec<RawRow> = rows.collect::<Result<_, _>>().map_err(self.err(&context))?;
         rows.into_iter().map(|r| r.decode(&name)).collect()
     }
-
-    /// Trials left running by a process that died: marks them failed ([`INTERRUPTED`]) and returns
-    /// them so the caller reruns them first. Requires the lease, so it never touches live trials.
-    pub fn reclaim_running(&self, study: StudyId) -> Result<Vec<TrialRow>, StoreError> {
-        let tx = self.immediate("reclaiming running trials")?;
-        self.heartbeat(study)?;
-        // Trials of live `pets worker`s (fresh heartbeats) are theirs, not this process's to redo.
-        let time = now();
-        let cutoff = time - self.stale_after.as_secs_f64();
-        let filter =
-            format!("AND state = 'running' AND (heartbeat IS NULL OR heartbeat < {cutoff:?})");
-        let running = self.select(study, &filter)?;
-        let sql = "UPDATE trials SET state = 'failed', finished = ?2, error = ?3 WHERE study_id = ?1 AND state = 'running'
-                   AND (heartbeat IS NULL OR heartbeat < ?4)";
-        tx.execute(sql, params![study.0, time, INTERRUPTED, cutoff])
-            .map_err(self.err("reclaiming running trials"))?;
-        tx.commit().map_err(self.err("reclaiming running trials"))?;
-        Ok(running)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::store::TrialKind;
+    use crate::search::store::{Claim, Next, StudyStore, TrialKind};
     use crate::spec::Design;
     use serde_json::json;
     use std::path::Path;
@@ -230,8 +186,15 @@ mod tests {
             rung: 0,
             parent: None,
         };
+        let long = std::time::Duration::from_secs(60);
         let numbers: Vec<usize> = (0..3)
-            .map(|_| store.begin_trial(study, &new).unwrap().number)
+            .map(|_| {
+                let mut plan = |_: &[TrialRow]| Ok(Next::Trial(new.clone()));
+                match store.claim(study, "me", long, &mut plan).unwrap() {
+                    Claim::New(row) => row.number,
+                    other => panic!("{other:?}"),
+                }
+            })
             .collect();
         assert_eq!(numbers, [0, 1, 2]);
         let missing = store.complete_trial(

@@ -1,0 +1,219 @@
+//! One claim-train-finish loop of a worker (a process runs `--jobs` of them, each with its own
+//! store connection and share of the threads), the heartbeat that keeps its claim, and what the
+//! end of a trial refreshes: the progress bar and, for `pets search`, the reports.
+
+use super::plan::StudyPlan;
+use super::report::write_reports;
+use super::setup::PreparedStudy;
+use super::store::TrialRow;
+use super::store::{Claim, StoreError, StudyId, StudyStore, TrialEnd, TrialId, TrialResult};
+use super::study::trial_folder_in;
+use super::worker::WorkerSettings;
+use super::TrialState;
+use crate::run::{train_design, RunSettings};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What every claim loop of a process shares.
+pub(super) struct Shared<'a> {
+    pub plan: &'a StudyPlan<'a>,
+    pub study: &'a PreparedStudy,
+    pub id: StudyId,
+    pub run: &'a RunSettings,
+    pub ws: &'a WorkerSettings,
+    pub bar: ProgressBar,
+    /// The reports folder refreshed after every trial (`pets search`), one writer at a time:
+    /// loops of one process would otherwise share a temporary file name.
+    pub reports: Option<(PathBuf, Mutex<()>)>,
+}
+
+/// One claim-train-finish loop with its own store connection.
+pub(super) struct ClaimLoop<'a> {
+    pub store: Box<dyn StudyStore>,
+    pub owner: String,
+    pub shared: &'a Shared<'a>,
+}
+
+impl ClaimLoop<'_> {
+    /// Claims and trains until the budget is spent and nothing runs; the trials it trained to
+    /// the end (its result counted).
+    pub fn work(self, threads: usize) -> crate::Result<usize> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let ws = self.shared.ws;
+        // Polling while a rung waits: often enough to notice, rarely enough not to load the server.
+        let poll = (ws.stale_after / 8).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut trained = 0;
+        loop {
+            let plan = self.shared.plan;
+            let claim =
+                self.store
+                    .claim(self.shared.id, &self.owner, ws.stale_after, &mut |rows| {
+                        Ok(plan.next(rows)?)
+                    })?;
+            let row = match claim {
+                Claim::Done => return Ok(trained),
+                Claim::Wait => {
+                    std::thread::sleep(poll);
+                    continue;
+                }
+                Claim::New(row) => row,
+                Claim::Reclaimed(row) => {
+                    self.say(format!(
+                        "trial {:>3} re-claimed (attempt {}): its worker stopped heartbeating or its process ended",
+                        row.number, row.attempts
+                    ));
+                    row
+                }
+            };
+            if self.train(&row, &pool)? {
+                trained += 1;
+            }
+            self.refresh()?;
+        }
+    }
+
+    /// Trains a claimed trial and records how it ended; `false` when another worker re-claimed
+    /// it meanwhile (this worker was presumed dead: its result is dropped, theirs counts).
+    /// A training error fails the trial and the study goes on; a store error stops the loop.
+    fn train(&self, row: &TrialRow, pool: &rayon::ThreadPool) -> crate::Result<bool> {
+        let ws = self.shared.ws;
+        let every = (ws.stale_after / 4).max(Duration::from_millis(50));
+        let beat = Heartbeat::start(
+            self.store.connect_again()?,
+            row.id,
+            self.owner.clone(),
+            every,
+        );
+        let mut settings = self.shared.run.clone();
+        settings.train.max_steps = Some(row.fidelity);
+        settings.train.epochs = row.fidelity.div_ceil(self.shared.study.steps_per_epoch);
+        settings.train.progress = false;
+        // Every trial keeps its trained tensors, so a design picked from the front exports as is.
+        let folder = trial_folder_in(&ws.trials_dir, &ws.search.study, row.number);
+        let started = Instant::now();
+        let task = &self.shared.study.task;
+        // Only the training runs on the pool: the store connection stays on this thread.
+        let end = match pool.install(|| train_design(&row.design, task, &settings, Some(&folder))) {
+            Ok((metrics, _)) => TrialEnd::Complete(TrialResult {
+                accuracy: metrics.accuracy,
+                params: metrics.trainable_params,
+                percent: metrics.trainable_percent,
+                seconds: started.elapsed().as_secs_f64(),
+                metrics: serde_json::to_value(&metrics).unwrap_or_default(),
+            }),
+            Err(e) => TrialEnd::Failed(e.to_string()),
+        };
+        drop(beat);
+        let name = row.label.as_deref().unwrap_or(&row.design.name);
+        match self.store.finish(row.id, &self.owner, &end) {
+            Ok(()) => {
+                self.say(match &end {
+                    TrialEnd::Complete(r) => format!(
+                        "trial {:>3} rung {} {:>6} steps  acc {:.4}  params {:>9}  {name}",
+                        row.number,
+                        row.rung,
+                        row.fidelity,
+                        r.accuracy,
+                        crate::report::group(r.params)
+                    ),
+                    TrialEnd::Failed(e) => format!("trial {:>3} failed: {e}", row.number),
+                });
+                Ok(true)
+            }
+            Err(e @ StoreError::NotOwner { .. }) => {
+                self.say(format!("warning: {e}; this worker's result is dropped"));
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// After a trial: the bar shows the study's ended trials, and the reports are written again.
+    fn refresh(&self) -> crate::Result<()> {
+        let rows = self.store.trials(self.shared.id)?;
+        let ended = rows.iter().filter(|t| t.state != TrialState::Running);
+        self.shared.bar.set_position(ended.count() as u64);
+        if let Some((folder, writing)) = &self.shared.reports {
+            let _one_writer = writing.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = write_reports(folder, &self.shared.study.report, &rows) {
+                // Reports are derived data: a full disk or read-only folder must not stop the study.
+                self.say(format!("warning: reports not refreshed: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn say(&self, line: String) {
+        say(&self.shared.bar, line);
+    }
+}
+
+/// A line above the bar on a terminal; a plain line on stderr otherwise (indicatif drops
+/// `println` when its bar is hidden, and logs of long studies need these lines).
+pub(super) fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// A bar of the study's trials (drawn only on a terminal).
+pub(super) fn progress_bar(total: usize, ended: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} trials  {elapsed_precise} elapsed, ETA {eta_precise}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(ended as u64);
+    bar
+}
+
+/// Refreshes a trial's heartbeat from a thread with its own connection until dropped. A failed
+/// beat is not fatal: if beats keep failing the claim goes stale and another worker takes it.
+struct Heartbeat {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(
+        store: Box<dyn StudyStore>,
+        trial: TrialId,
+        owner: String,
+        every: Duration,
+    ) -> Heartbeat {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                match store.beat(trial, &owner) {
+                    Ok(true) => {}
+                    // Re-claimed or ended: nothing left to keep; `finish` reports which.
+                    Ok(false) => break,
+                    Err(e) => eprintln!("warning: heartbeat: {e}"),
+                }
+            }
+        });
+        Heartbeat {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
