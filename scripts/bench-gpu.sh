@@ -18,6 +18,11 @@
 # CPU_BENCH=1 the same designs are then benchmarked on that host's CPU too, both sides pinned
 # to two cores with 2 threads (a quiet 2-core comparison, where this machine's 2 cores are
 # shared): $OUT/bench-host-cpu.md. GPU_BENCH=0 skips the GPU part.
+# The fused ops' unit tests (src/backbone/ops/tests.rs) check the CUDA kernels against the
+# primitive-op references when built with the feature; to run them there first, carry their
+# binary as .gpu/bin/ops-tests.xz:
+#   cargo test --release --features cuda --lib --no-run   (prints the test binary's path)
+#   xz -T2 -c target/release/deps/pets-<hash> > .gpu/bin/ops-tests.xz
 # Extra arguments go to `pets bench` (e.g. --designs lora --rounds 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +58,12 @@ chmod +x /tmp/pets
 nv=$(python3 -c 'import nvidia.cu13 as m; print(":".join(p + "/lib" for p in m.__path__))' 2>/dev/null || true)
 export LD_LIBRARY_PATH="$nv:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+if [ -f .gpu/bin/ops-tests.xz ]; then
+    python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.gpu/bin/ops-tests.xz'), open('/tmp/ops-tests', 'wb'))"
+    chmod +x /tmp/ops-tests
+    # A failure is reported in the exit status, after the bench has run all the same.
+    /tmp/ops-tests backbone::ops 2>&1 | tail -15 || tests_failed=1
+fi
 if [ "${GPU_BENCH:-1}" = 1 ]; then
     PETS_CACHE=$cache /tmp/pets bench --device cuda --python python3 --work /tmp/pets-bench \
         --report "$out/bench-gpu.md" "$@"
@@ -61,3 +72,4 @@ if [ "${CPU_BENCH:-0}" = 1 ]; then
     PETS_CACHE=$cache taskset -c 0,1 /tmp/pets --threads 2 bench --device cpu --python python3 \
         --work /tmp/pets-bench-cpu --report "$out/bench-host-cpu.md" "$@"
 fi
+exit "${tests_failed:-0}"

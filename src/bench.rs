@@ -23,7 +23,7 @@ use crate::data::{self, SplitOptions, TaskSource};
 use crate::model::AdaptedModel;
 use crate::spec::Design;
 use crate::tokenize::TextEncoder;
-use crate::train::{clip_grad_norm, AdamW, Classifier};
+use crate::train::{AdamW, Classifier};
 use candle_core::{DType, Device};
 use candle_nn::loss::cross_entropy;
 use candle_nn::optim::ParamsAdamW;
@@ -317,7 +317,6 @@ fn bench_split(
 /// pets' half: the model, its optimizer and the batches, stepped exactly as `train::train` does.
 struct PetsSide {
     model: AdaptedModel,
-    vars: Vec<candle_core::Var>,
     optimizer: AdamW,
     batches: Vec<Batch>,
     device: Device,
@@ -351,8 +350,7 @@ impl PetsSide {
             ..Default::default()
         };
         Ok(PetsSide {
-            optimizer: AdamW::new(vars.clone(), params)?,
-            vars,
+            optimizer: AdamW::new(vars, params)?,
             model,
             batches,
             device: s.device.clone(),
@@ -374,10 +372,7 @@ impl PetsSide {
         let loss = cross_entropy(&logits, &batch.labels)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let mut grads = loss.backward()?;
-        if self.max_grad_norm > 0.0 {
-            clip_grad_norm(&mut grads, &self.vars, self.max_grad_norm)?;
-        }
-        self.optimizer.step(&grads)?;
+        self.optimizer.step(&mut grads, self.max_grad_norm)?;
         Ok(value)
     }
 

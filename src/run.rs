@@ -192,10 +192,7 @@ pub fn open_device(name: &str) -> candle_core::Result<Option<Device>> {
             let device = Device::new_cuda(0)?;
             #[cfg(feature = "cuda")]
             if let Device::Cuda(cuda) = &device {
-                // SAFETY: pets drives the GPU from one thread, on candle's stream of that thread,
-                // so no buffer is shared between streams. Tracking would create and destroy two
-                // CUDA events per buffer, i.e. per op.
-                unsafe { cuda.disable_event_tracking() };
+                crate::backbone::ops::cuda::prepare_device(cuda)?;
             }
             Ok(Some(device))
         }

@@ -183,6 +183,10 @@ pub fn affine(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     let mut args = vec![x, weight];
     args.extend(bias);
     let shapes_ok = x.dim(D::Minus1)? == k && bias.is_none_or(|b| b.dims() == [n]);
+    #[cfg(feature = "cuda")]
+    if cuda::fusable(&args) && shapes_ok && x.elem_count() > 0 && k > 0 && n > 0 {
+        return cuda::affine(x, weight, bias);
+    }
     if !fusable(&args) || !shapes_ok || x.elem_count() == 0 || k == 0 || n == 0 {
         return linear_reference(x, weight, bias);
     }

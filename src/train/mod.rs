@@ -232,11 +232,8 @@ pub fn train(
             if step == 0 {
                 check_gradients(&grads, vars)?;
             }
-            if cfg.max_grad_norm > 0.0 {
-                clip_grad_norm(&mut grads, vars, cfg.max_grad_norm)?;
-            }
             optimizer.set_learning_rate(learning_rate(step, total, cfg));
-            optimizer.step(&grads)?;
+            optimizer.step(&mut grads, cfg.max_grad_norm)?;
             step += 1;
             epoch_steps += 1;
             loss_sum += value;

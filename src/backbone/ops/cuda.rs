@@ -7,26 +7,46 @@
 //! added), a masked softmax ~6 and ~20. The kernels live in `cuda/kernels.cu`, compiled to PTX
 //! by build.rs.
 
+mod affine;
 mod gelu;
 mod norm;
 mod softmax;
 
+pub(crate) use affine::affine;
 pub(crate) use gelu::{gelu_erf, linear};
 use norm::{AddLayerNorm, LayerNorm};
 use softmax::MaskedSoftmax;
 
-use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
-use candle_core::{
-    bail, CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage,
-    Tensor, D,
-};
+use candle_core::{bail, CudaStorage, DType, Layout, Result, Storage, Tensor};
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/pets_kernels.ptx"));
-const MODULE: &str = "pets_kernels";
+pub(crate) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/pets_kernels.ptx"));
+pub(crate) const MODULE: &str = "pets_kernels";
 /// Row kernels run one warp per row, this many warps per block.
 const WARPS_PER_BLOCK: usize = 4;
+
+/// Readies a freshly opened GPU for pets: one thread drives it, and buffers come and go by the
+/// thousand per step.
+pub(crate) fn prepare_device(dev: &CudaDevice) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    // SAFETY: pets drives the GPU from one thread, on candle's stream of that thread, so no
+    // buffer is shared between streams. Tracking would create and destroy two CUDA events per
+    // buffer, i.e. per op.
+    unsafe { dev.disable_event_tracking() };
+    // The stream-ordered allocator hands freed memory back to the driver at every
+    // synchronisation (one per step: the loss is read) unless told to keep it; every step would
+    // then map its activations afresh.
+    let mut keep = u64::MAX;
+    let device = dev.cuda_stream().context().cu_device();
+    // SAFETY: the device comes from a live context, and the release threshold is a u64.
+    unsafe {
+        let pool = result::device::get_default_mem_pool(device).w()?;
+        let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+        result::mem_pool::set_attribute(pool, attr, (&raw mut keep).cast()).w()?;
+    }
+    Ok(())
+}
 
 /// Whether every tensor is a CUDA f32 tensor (so the kernels here apply).
 pub(crate) fn fusable(ts: &[&Tensor]) -> bool {
@@ -34,9 +54,18 @@ pub(crate) fn fusable(ts: &[&Tensor]) -> bool {
         .all(|t| t.device().is_cuda() && t.dtype() == DType::F32)
 }
 
-pub(crate) fn kernel(dev: &CudaDevice, name: &str) -> Result<candle_core::cuda_backend::CudaFunc> {
-    dev.get_or_load_custom_func(name, MODULE, PTX)
+/// One of pets' kernels on a `CudaDevice` (candle loads the module once per device). A macro:
+/// candle does not export the type of the function it returns.
+macro_rules! kernel {
+    ($dev:expr, $name:expr) => {
+        $dev.get_or_load_custom_func(
+            $name,
+            $crate::backbone::ops::cuda::MODULE,
+            $crate::backbone::ops::cuda::PTX,
+        )
+    };
 }
+pub(crate) use kernel;
 
 /// The elements of a contiguous f32 storage as a device view.
 pub(crate) fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
@@ -47,7 +76,7 @@ pub(crate) fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f3
 }
 
 /// The CUDA storage of a tensor held by an op (γ, β, a bias).
-pub(crate) fn held(t: &Tensor) -> Result<(std::sync::RwLockReadGuard<'_, Storage>, Layout)> {
+pub(crate) fn held(t: &Tensor) -> Result<(impl std::ops::Deref<Target = Storage> + '_, Layout)> {
     let (storage, layout) = t.storage_and_layout();
     if !matches!(&*storage, Storage::Cuda(_)) {
         bail!("pets cuda op: a held tensor is on {:?}", t.device());

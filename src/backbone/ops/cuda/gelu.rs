@@ -55,26 +55,23 @@ fn columns(l: &Layout) -> usize {
 fn launch(
     name: &str,
     y: (&CudaStorage, &Layout),
-    bias: Option<&Tensor>,
+    bias: Option<&CudaView<f32>>,
     upstream: Option<&CudaView<f32>>,
     gelu: Option<bool>,
-) -> Result<(CudaStorage, Shape)> {
+) -> Result<CudaStorage> {
     let dev = y.0.device();
     let (n, cols) = (y.1.shape().elem_count(), columns(y.1));
-    let guard = bias.map(held).transpose()?;
-    let bias = match &guard {
-        Some((s, l)) if l.shape().elem_count() == cols => Some(view(cuda_storage(s)?, l)?),
-        Some((_, l)) => bail!("bias {:?} for rows of {cols}", l.dims()),
-        None => None,
-    };
-    let func = kernel(dev, name)?;
+    if let Some(b) = bias.filter(|b| b.len() != cols) {
+        bail!("bias of {} for rows of {cols}", b.len());
+    }
+    let func = kernel!(dev, name)?;
     // SAFETY: the kernel writes every one of the n elements.
     let out = unsafe { dev.alloc::<f32>(n)? };
     let y_view = view(y.0, y.1)?;
     let (n_arg, cols_arg, gelu_arg) = (n as i64, cols as i32, i32::from(gelu.unwrap_or(false)));
     let mut args = func.builder();
     args.arg(&y_view);
-    match &bias {
+    match bias {
         Some(b) => args.arg(b),
         None => args.arg(&NULL),
     };
@@ -88,15 +85,44 @@ fn launch(
     // SAFETY: the argument lists match the kernels' signatures; every view holds n floats and
     // the bias `cols`.
     unsafe { args.launch(elementwise_config(n)) }.w()?;
-    Ok((
-        CudaStorage::wrap_cuda_slice(out, dev.clone()),
-        y.1.shape().clone(),
-    ))
+    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+}
+
+/// `launch` with the bias an op holds as a tensor.
+fn launch_held(
+    name: &str,
+    y: (&CudaStorage, &Layout),
+    bias: Option<&Tensor>,
+    upstream: Option<&CudaView<f32>>,
+    gelu: Option<bool>,
+) -> Result<(CudaStorage, Shape)> {
+    let guard = bias.map(held).transpose()?;
+    let bias = match &guard {
+        Some((s, l)) => Some(view(cuda_storage(s)?, l)?),
+        None => None,
+    };
+    let out = launch(name, y, bias.as_ref(), upstream, gelu)?;
+    Ok((out, y.1.shape().clone()))
+}
+
+/// y + bias on every row of y (contiguous, rows of bias.len()).
+pub(super) fn bias_add(
+    y: &CudaStorage,
+    ly: &Layout,
+    (b, lb): (&CudaStorage, &Layout),
+) -> Result<CudaStorage> {
+    launch(
+        "pets_bias_act_fwd",
+        (y, ly),
+        Some(&view(b, lb)?),
+        None,
+        Some(false),
+    )
 }
 
 impl BiasAct {
     fn forward(&self, y: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        launch(
+        launch_held(
             "pets_bias_act_fwd",
             (y, l),
             self.bias.as_ref(),
@@ -209,7 +235,7 @@ impl CustomOp2 for GeluGrad {
             bail!("gelu grad: {:?} vs {:?}", ly.dims(), lg.dims());
         }
         let g = view(g, lg)?;
-        launch(
+        launch_held(
             "pets_bias_gelu_bwd",
             (y, ly),
             self.bias.as_ref(),

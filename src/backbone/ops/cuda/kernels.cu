@@ -152,12 +152,28 @@ extern "C" __global__ void pets_bias_gelu_bwd(const float* y, const float* bias,
     }
 }
 
-// AdamW, first half: the moments, packed as state[0..n] = m and state[n..2n] = v, in place.
+// *out = sum of g[i]^2, by one block (so the order of additions, and the result, is fixed).
+extern "C" __global__ void pets_sum_squares(float* out, const float* g, long long n) {
+    __shared__ float partial[32];
+    float s = 0.f;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) s += g[i] * g[i];
+    s = warp_sum(s);
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (lane == 0) partial[warp] = s;
+    __syncthreads();
+    if (warp == 0) {
+        s = warp_sum(lane < (int)(blockDim.x / 32) ? partial[lane] : 0.f);
+        if (lane == 0) *out = s;
+    }
+}
+
+// AdamW, first half: the moments of the gradient g * gscale (gscale: global-norm clipping),
+// packed as state[0..n] = m and state[n..2n] = v, in place.
 extern "C" __global__ void pets_adamw_moments(float* state, const float* g, long long n,
-                                              float beta1, float beta2) {
+                                              float beta1, float beta2, float gscale) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
-        float gi = g[i];
+        float gi = g[i] * gscale;
         state[i] = state[i] * beta1 + gi * (1.f - beta1);
         state[n + i] = state[n + i] * beta2 + gi * gi * (1.f - beta2);
     }

@@ -26,7 +26,7 @@ impl NormLaunch<'_> {
         gamma: &CudaView<f32>,
         beta: &CudaView<f32>,
     ) -> Result<CudaStorage> {
-        let func = kernel(self.dev, "pets_layer_norm_fwd")?;
+        let func = kernel!(self.dev, "pets_layer_norm_fwd")?;
         // SAFETY: the kernel writes every element (all rows × d).
         let y = unsafe { self.dev.alloc::<f32>(self.rows * self.d)? };
         let (rows, d) = (self.rows as i64, self.d as i32);
@@ -56,7 +56,7 @@ impl NormLaunch<'_> {
         gamma: &CudaView<f32>,
         with_xhat: bool,
     ) -> Result<CudaStorage> {
-        let func = kernel(self.dev, "pets_layer_norm_bwd")?;
+        let func = kernel!(self.dev, "pets_layer_norm_bwd")?;
         let n = self.rows * self.d;
         // SAFETY: the kernel writes every element of dx, and of x̂ when asked for it.
         let out = unsafe { self.dev.alloc::<f32>(if with_xhat { 2 * n } else { n })? };
@@ -143,7 +143,7 @@ impl CustomOp3 for LayerNorm {
         };
         let out = x.apply_op2_no_bwd(&grad.contiguous()?, &op)?;
         if !affine {
-            return Ok((Some(out), None, None));
+            return Ok((x.track_op().then_some(out), None, None));
         }
         let d = gamma.elem_count();
         let (dx, xhat) = (out.get(0)?, out.get(1)?);
@@ -152,7 +152,7 @@ impl CustomOp3 for LayerNorm {
         let dgamma = (&grad * xhat.reshape((rows, d))?)?.sum(0)?;
         let dbeta = grad.sum(0)?;
         Ok((
-            Some(dx),
+            x.track_op().then_some(dx),
             gamma.track_op().then_some(dgamma),
             beta.track_op().then_some(dbeta),
         ))

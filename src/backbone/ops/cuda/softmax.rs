@@ -47,7 +47,7 @@ impl CustomOp2 for MaskedSoftmax {
                 lx.dims()
             );
         }
-        let func = kernel(dev, "pets_masked_softmax_fwd")?;
+        let func = kernel!(dev, "pets_masked_softmax_fwd")?;
         // SAFETY: the kernel writes every element (all rows × k).
         let y = unsafe { dev.alloc::<f32>(rows * k)? };
         let (x, m) = (view(x, lx)?, view(m, lm)?);
@@ -111,7 +111,7 @@ impl CustomOp2 for SoftmaxGrad {
         if lg.shape() != ly.shape() {
             bail!("softmax grad: {:?} vs {:?}", lg.dims(), ly.dims());
         }
-        let func = kernel(dev, "pets_softmax_bwd")?;
+        let func = kernel!(dev, "pets_softmax_bwd")?;
         // SAFETY: the kernel writes every element.
         let dx = unsafe { dev.alloc::<f32>(n)? };
         let (y, g) = (view(y, ly)?, view(g, lg)?);
