@@ -82,6 +82,24 @@ impl Prefix {
         }
     }
 
+    /// Prepends the prefix to keys and values (b, t, hidden), heads not yet split, and extends
+    /// the additive mask like `extend`: two nodes per tensor where the per-head form has five
+    /// (the fused CUDA attention splits the heads itself).
+    pub fn extend_merged(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, _, hidden) = k.dims3()?;
+        let (pk, pv) = self.key_values()?;
+        let l = pk.dim(0)?;
+        let batch = |p: Tensor| p.unsqueeze(0)?.broadcast_as((b, l, hidden));
+        let k = Tensor::cat(&[&batch(pk)?, k], 1)?;
+        let v = Tensor::cat(&[&batch(pv)?, v], 1)?;
+        Ok((k, v, extend_mask(mask, l)?))
+    }
+
     /// Prepends the prefix to per-head keys and values (b, heads, t, head_dim) and extends the
     /// additive mask (b, 1, 1, t) with zeros: every query may attend to the prefix.
     pub fn extend(
@@ -101,8 +119,12 @@ impl Prefix {
         };
         let k = Tensor::cat(&[&per_head(pk)?, k], 2)?;
         let v = Tensor::cat(&[&per_head(pv)?, v], 2)?;
-        let zeros = Tensor::zeros((b, 1, 1, l), mask.dtype(), mask.device())?;
-        let mask = Tensor::cat(&[&zeros, mask], 3)?;
-        Ok((k, v, mask))
+        Ok((k, v, extend_mask(mask, l)?))
     }
+}
+
+/// The additive mask (b, 1, 1, t) with l zeros in front: every query may attend to the prefix.
+fn extend_mask(mask: &Tensor, l: usize) -> Result<Tensor> {
+    let zeros = Tensor::zeros((mask.dim(0)?, 1, 1, l), mask.dtype(), mask.device())?;
+    Tensor::cat(&[&zeros, mask], 3)
 }

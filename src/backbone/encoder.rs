@@ -185,6 +185,16 @@ impl Encoder {
                 None => attention::attention(q, k, v, mask, heads),
             };
         }
+        #[cfg(feature = "cuda")]
+        if ops::cuda::fusable(&[q, k, v, mask]) && !probs_dropout {
+            let (k, v, mask) = match &ad.prefix {
+                Some(prefix) => prefix.extend_merged(k, v, mask)?,
+                None => (k.clone(), v.clone(), mask.clone()),
+            };
+            if let Some(context) = ops::cuda::attention(q, &cut(k), &cut(v), &mask, heads)? {
+                return Ok(context);
+            }
+        }
         let split = |y: Tensor| {
             y.reshape((b, t, heads, head_dim))?
                 .transpose(1, 2)?

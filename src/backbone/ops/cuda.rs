@@ -8,11 +8,13 @@
 //! by build.rs.
 
 mod affine;
+mod attention;
 mod gelu;
 mod norm;
 mod softmax;
 
 pub(crate) use affine::affine;
+pub(crate) use attention::attention;
 pub(crate) use gelu::{gelu_erf, linear};
 use norm::{AddLayerNorm, LayerNorm};
 use softmax::MaskedSoftmax;

@@ -82,7 +82,7 @@ impl CustomOp2 for MaskedSoftmax {
 }
 
 /// (y, g) ↦ y ⊙ (g − Σ g·y) row by row.
-struct SoftmaxGrad;
+pub(super) struct SoftmaxGrad;
 
 impl CustomOp2 for SoftmaxGrad {
     fn name(&self) -> &'static str {
