@@ -69,6 +69,56 @@ macro_rules! kernel {
 }
 pub(crate) use kernel;
 
+/// The `cpu_fwd` of an op that runs on CUDA only (the functions that apply it never hand it CPU
+/// tensors): an error naming the op. The argument is the trait being implemented.
+macro_rules! cuda_only {
+    (CustomOp1) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            candle_core::bail!("{} runs on CUDA only", candle_core::CustomOp1::name(self))
+        }
+    };
+    (CustomOp2) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            candle_core::bail!("{} runs on CUDA only", candle_core::CustomOp2::name(self))
+        }
+    };
+    (CustomOp3) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            candle_core::bail!("{} runs on CUDA only", candle_core::CustomOp3::name(self))
+        }
+    };
+    (InplaceOp2) => {
+        fn cpu_fwd(
+            &self,
+            _: &mut candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<()> {
+            candle_core::bail!("{} runs on CUDA only", candle_core::InplaceOp2::name(self))
+        }
+    };
+}
+pub(crate) use cuda_only;
+
 /// The elements of a contiguous f32 storage as a device view.
 pub(crate) fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
     match l.contiguous_offsets() {

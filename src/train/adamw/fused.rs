@@ -2,13 +2,12 @@
 //! two in-place kernels for the update (the clipping scale folded into the first), and one read
 //! of all the norms per step.
 
-use crate::backbone::ops::cuda::{elementwise_config, kernel, view};
+use crate::backbone::ops::cuda::{cuda_only, elementwise_config, kernel, view};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{
-    backprop::GradStore, bail, CpuStorage, CudaStorage, DType, InplaceOp2, Layout, Result, Tensor,
-    Var,
+    backprop::GradStore, bail, CudaStorage, DType, InplaceOp2, Layout, Result, Tensor, Var,
 };
 use candle_nn::optim::ParamsAdamW;
 
@@ -102,9 +101,7 @@ impl InplaceOp2 for SumSquares {
         "pets-sum-squares"
     }
 
-    fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
-        bail!("{} runs on CUDA only", self.name())
-    }
+    cuda_only!(InplaceOp2);
 
     fn cuda_fwd(
         &self,
@@ -177,9 +174,7 @@ impl InplaceOp2 for Moments {
         "pets-adamw-moments"
     }
 
-    fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
-        bail!("{} runs on CUDA only", self.name())
-    }
+    cuda_only!(InplaceOp2);
 
     fn cuda_fwd(
         &self,
@@ -215,9 +210,7 @@ impl InplaceOp2 for Apply {
         "pets-adamw-apply"
     }
 
-    fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
-        bail!("{} runs on CUDA only", self.name())
-    }
+    cuda_only!(InplaceOp2);
 
     fn cuda_fwd(
         &self,

@@ -3,11 +3,10 @@
 //! reshapes, transpose, product and broadcast add are five nodes, and candle's backward pays a
 //! zero-fill and an add per node.
 
+use super::cuda_only;
 use super::gelu::bias_add;
 use candle_core::backend::BackendStorage;
-use candle_core::{
-    bail, CpuStorage, CudaStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CudaStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// x (..., k) · weightᵀ (+ bias) for weight (n, k); shapes checked by the caller.
 pub(crate) fn affine(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
@@ -75,15 +74,7 @@ impl CustomOp2 for Affine {
         "pets-cuda-affine"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", CustomOp2::name(self))
-    }
+    cuda_only!(CustomOp2);
 
     fn cuda_fwd(
         &self,
@@ -112,17 +103,7 @@ impl CustomOp3 for Affine {
         "pets-cuda-affine-bias"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", CustomOp3::name(self))
-    }
+    cuda_only!(CustomOp3);
 
     fn cuda_fwd(
         &self,

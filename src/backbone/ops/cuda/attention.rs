@@ -5,12 +5,10 @@
 //! candle's backward pays a zero-fill and an add for each.
 
 use super::softmax::SoftmaxGrad;
-use super::{cuda_storage, held};
+use super::{cuda_only, cuda_storage, held};
 use crate::backbone::bmm::batched_matmul;
 use candle_core::backend::BackendStorage;
-use candle_core::{
-    bail, CpuStorage, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
-};
+use candle_core::{bail, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 /// softmax(q·kᵀ/√d + mask)·v, heads merged back to (b, t, h·d). q is (b, t, h·d); k and v are
 /// (b, t', h·d), or already per head (b, h, t', d) (a layer's prefix prepended); the mask is
@@ -29,9 +27,9 @@ pub(crate) fn attention(
     let head_dim = hd / heads;
     let per_head = |x: &Tensor| -> Result<Option<Tensor>> {
         let x = x.detach();
-        match x.dims() {
-            &[xb, xt, xhd] if xb == b && xhd == hd => Ok(Some(split(&x, heads, xt)?)),
-            &[xb, xh, _, xd] if xb == b && xh == heads && xd == head_dim => {
+        match *x.dims() {
+            [xb, xt, xhd] if xb == b && xhd == hd => Ok(Some(split(&x, heads, xt)?)),
+            [xb, xh, _, xd] if xb == b && xh == heads && xd == head_dim => {
                 Ok(Some(x.contiguous()?))
             }
             _ => Ok(None),
@@ -94,17 +92,7 @@ impl CustomOp3 for Attention {
         "pets-cuda-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", self.name())
-    }
+    cuda_only!(CustomOp3);
 
     fn cuda_fwd(
         &self,

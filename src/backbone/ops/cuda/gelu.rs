@@ -2,14 +2,12 @@
 //! GELU) forward and one for GELU's derivative backward; a frozen linear's backward gives dx
 //! only, and the bias-add kernel replaces the copy that hung the product on the graph.
 
-use super::{cuda_storage, elementwise_config, held, kernel, view, NULL};
+use super::{cuda_only, cuda_storage, elementwise_config, held, kernel, view, NULL};
 use crate::backbone::ops::{frozen_input_grad, linear_reference};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaView, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{
-    bail, CpuStorage, CudaStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor,
-};
+use candle_core::{bail, CudaStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// act(x · weightᵀ + bias) for a frozen weight and (if any) frozen bias; act is GELU (erf) when
 /// `gelu`, else the identity.
@@ -148,9 +146,7 @@ impl CustomOp1 for BiasAct {
         "pets-cuda-gelu"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", CustomOp1::name(self))
-    }
+    cuda_only!(CustomOp1);
 
     fn cuda_fwd(&self, y: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         self.forward(y, l)
@@ -166,15 +162,7 @@ impl CustomOp2 for BiasAct {
         "pets-cuda-frozen-linear"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", CustomOp2::name(self))
-    }
+    cuda_only!(CustomOp2);
 
     fn cuda_fwd(
         &self,
@@ -214,15 +202,7 @@ impl CustomOp2 for GeluGrad {
         "pets-cuda-gelu-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", self.name())
-    }
+    cuda_only!(CustomOp2);
 
     fn cuda_fwd(
         &self,

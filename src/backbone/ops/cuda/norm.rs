@@ -1,13 +1,11 @@
 //! Layer norm on CUDA/F32, of x or of a residual sum a + b: one kernel forward, one backward
 //! (dx, and x̂ for dγ/dβ when they are trained).
 
-use super::{cuda_storage, held, kernel, rows_config, view, NULL};
+use super::{cuda_only, cuda_storage, held, kernel, rows_config, view, NULL};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaView, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
-use candle_core::{
-    bail, CpuStorage, CudaStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
-};
+use candle_core::{bail, CudaStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// Launches a layer-norm kernel over `rows` rows of `d`: forward (out = y) or backward (out =
 /// dx [, x̂]). `b` is the residual operand of LN(a + b).
@@ -101,17 +99,7 @@ impl CustomOp3 for LayerNorm {
         "pets-cuda-layer-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", CustomOp3::name(self))
-    }
+    cuda_only!(CustomOp3);
 
     fn cuda_fwd(
         &self,
@@ -170,15 +158,7 @@ impl CustomOp2 for AddLayerNorm {
         "pets-cuda-add-layer-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", self.name())
-    }
+    cuda_only!(CustomOp2);
 
     fn cuda_fwd(
         &self,
@@ -256,15 +236,7 @@ impl CustomOp2 for NormGrad {
         "pets-cuda-layer-norm-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", CustomOp2::name(self))
-    }
+    cuda_only!(CustomOp2);
 
     fn cuda_fwd(
         &self,
@@ -282,17 +254,7 @@ impl CustomOp3 for NormGrad {
         "pets-cuda-add-layer-norm-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", CustomOp3::name(self))
-    }
+    cuda_only!(CustomOp3);
 
     fn cuda_fwd(
         &self,

@@ -1,10 +1,10 @@
 //! Softmax with an additive key mask on CUDA/F32: one kernel forward, one backward.
 
-use super::{kernel, rows_config, view};
+use super::{cuda_only, kernel, rows_config, view};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{bail, CpuStorage, CudaStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CudaStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// (scores (b, h, q, k), mask (b, 1, 1, k)) ↦ softmax(scores + mask); the mask gets no gradient.
 pub(super) struct MaskedSoftmax {
@@ -21,15 +21,7 @@ impl CustomOp2 for MaskedSoftmax {
         "pets-cuda-masked-softmax"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", self.name())
-    }
+    cuda_only!(CustomOp2);
 
     fn cuda_fwd(
         &self,
@@ -89,15 +81,7 @@ impl CustomOp2 for SoftmaxGrad {
         "pets-cuda-softmax-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("{} runs on CUDA only", self.name())
-    }
+    cuda_only!(CustomOp2);
 
     fn cuda_fwd(
         &self,
