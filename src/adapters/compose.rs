@@ -40,7 +40,7 @@ impl Composer {
     pub fn compose(&self, h: &Tensor, delta: &Tensor, z: &Tensor) -> Result<Tensor> {
         match self {
             Composer::Add => h + delta,
-            Composer::Scaled(s) => h + (delta * *s)?,
+            Composer::Scaled(s) => crate::backbone::ops::scaled_add(h, delta, *s),
             Composer::Learned(s) => h + delta.broadcast_mul(s)?,
             Composer::Gated { w, b } => {
                 let logit = z.broadcast_matmul(w)?.broadcast_add(b)?;

@@ -213,6 +213,15 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// h + s·delta: one node on CUDA/F32, the two primitive ops elsewhere.
+pub fn scaled_add(h: &Tensor, delta: &Tensor, s: f64) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if cuda::fusable(&[h, delta]) && h.dims() == delta.dims() && h.elem_count() > 0 {
+        return cuda::scaled_add(h, delta, s);
+    }
+    h + (delta * s)?
+}
+
 /// Layer norm from primitive ops (two-pass variance, like the fused kernel).
 pub fn layer_norm_reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;

@@ -11,12 +11,14 @@ mod affine;
 mod attention;
 mod gelu;
 mod norm;
+mod scaled_add;
 mod softmax;
 
 pub(crate) use affine::affine;
 pub(crate) use attention::attention;
 pub(crate) use gelu::{gelu_erf, linear};
 use norm::{AddLayerNorm, LayerNorm};
+pub(crate) use scaled_add::scaled_add;
 use softmax::MaskedSoftmax;
 
 use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig};

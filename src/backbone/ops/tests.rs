@@ -14,9 +14,10 @@ enum Kind {
     AddLn,
     LinGelu,
     Aff,
+    ScaledAdd,
 }
 use DType::{F32, F64};
-use Kind::{AddLn, Aff, Gelu, LinGelu, Linear, Ln, Softmax};
+use Kind::{AddLn, Aff, Gelu, LinGelu, Linear, Ln, ScaledAdd, Softmax};
 
 /// Argument flags: a var or a constant (frozen), optionally passed as a transposed view.
 const C: u8 = 0;
@@ -51,6 +52,8 @@ const CASES: &[Case] = &[
     ("gelu",                 F32, Gelu,    &[(&[3, 70_001], V)]),
     ("gelu strided",         F32, Gelu,    &[(&[4, 6, 10], VT)]),
     ("gelu f64 (any device)", F64, Gelu,   &[(&[4, 6, 10], V)]),
+    ("scaled add",           F32, ScaledAdd, &[(&[8, 50, 64], V), (&[8, 50, 64], V)]),
+    ("scaled add strided Δ", F32, ScaledAdd, &[(&[2, 5, 48], V), (&[2, 5, 48], VT)]),
 ];
 
 /// The CPU, and GPU 0 when the `cuda` feature is on and a GPU answers.
@@ -86,6 +89,8 @@ fn apply(kind: Kind, a: &[Tensor], fused: bool) -> Result<Tensor> {
         // Scaled so the inputs reach every branch of the erf approximation.
         (Gelu, true) => gelu_erf(&(&a[0] * 3.0)?),
         (Gelu, false) => (&a[0] * 3.0)?.gelu_erf(),
+        (ScaledAdd, true) => scaled_add(&a[0], &a[1], 0.7),
+        (ScaledAdd, false) => &a[0] + (&a[1] * 0.7)?,
     }
 }
 

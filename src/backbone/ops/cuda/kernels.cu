@@ -189,3 +189,11 @@ extern "C" __global__ void pets_adamw_apply(float* theta, const float* state, lo
         theta[i] = theta[i] * decay - lr * (m_hat / (sqrtf(v_hat) + eps));
     }
 }
+
+// out = h + s * d (the scaled composition of a module's output with the hidden state).
+extern "C" __global__ void pets_scaled_add(const float* h, const float* d, float* out,
+                                           long long n, float s) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
+        out[i] = h[i] + s * d[i];
+}
