@@ -134,9 +134,13 @@ pub struct ExportArgs {
     /// Trial number in the study (see reports/<study>/trials.csv).
     #[arg(long, requires = "study")]
     pub trial: Option<usize>,
-    /// The study store.
+    /// The study store: a SQLite file, or a PostgreSQL URL as given to `pets search --storage`.
     #[arg(long, default_value = "studies/pets.sqlite")]
-    pub storage: PathBuf,
+    pub storage: String,
+    /// Where the study's trial run folders are (`pets search --trials-dir`); default: beside a
+    /// SQLite file, `studies/` for a database.
+    #[arg(long, requires = "study")]
+    pub trials_dir: Option<PathBuf>,
     /// Retrain the trial's design at the study's full fidelity first (search trials may be
     /// low-fidelity); the retrained run folder is kept beside the trial's.
     #[arg(long, requires = "study")]
@@ -199,16 +203,21 @@ fn study_trial_folder(
     trial: usize,
     cache: &Cache,
 ) -> crate::Result<PathBuf> {
-    use crate::search::store::Store;
-    use crate::search::study::{trial_folder, Protocol};
-    let store = Store::open(&args.storage)?;
+    use crate::search::store::Storage;
+    use crate::search::study::{trial_folder_in, Protocol};
+    let storage = Storage::parse(&args.storage)?;
+    let store = storage.open()?;
     let id = store.study_id(study)?;
     let row = store
         .trials(id)?
         .into_iter()
         .find(|t| t.number == trial)
         .ok_or_else(|| ExportError::Usage(format!("study {study} has no trial {trial}")))?;
-    let folder = trial_folder(&args.storage, study, trial);
+    let trials_dir = args
+        .trials_dir
+        .clone()
+        .unwrap_or_else(|| storage.default_trials_dir());
+    let folder = trial_folder_in(&trials_dir, study, trial);
     if !args.retrain {
         if !folder.join("adapter.safetensors").exists() {
             let why = format!(

@@ -338,6 +338,40 @@ fn four_workers_with_one_killed(storage: &str, name: &str) {
     );
     let md = std::fs::read_to_string(dir.join("again").join(&study).join("pareto.md")).unwrap();
     assert!(md.contains(&study), "{md}");
+
+    // `pets export` takes a trial from the same store, its run folder under --trials-dir, and
+    // the manifest carries the accuracy the store recorded.
+    let best = rows
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && t.accuracy.is_some())
+        .max_by(|a, b| a.accuracy.partial_cmp(&b.accuracy).unwrap())
+        .expect("a completed trial");
+    let (number, adapter) = (best.number.to_string(), dir.join("adapter"));
+    let trials_dir = dir.join("trials").to_string_lossy().to_string();
+    let out = pets(
+        "export",
+        &[
+            "--storage",
+            storage,
+            "--study",
+            &study,
+            "--trial",
+            &number,
+            "--trials-dir",
+            &trials_dir,
+            "--out",
+            adapter.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(adapter.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["metrics"]["accuracy"].as_f64(), best.accuracy);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
