@@ -56,6 +56,7 @@ fn a_run_folder_exports_and_predict_evaluate_matches_training() {
         study: None,
         trial: None,
         storage: "unused.sqlite".into(),
+        trials_dir: None,
         retrain: false,
         out: out.clone(),
         merge: false,
