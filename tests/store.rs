@@ -88,8 +88,8 @@ fn store_round_trip_resume_and_reclaim() {
     assert!(trials[0].evaluated().is_some() && trials[1].evaluated().is_none());
 
     // Trial 3's process is killed: a claim takes it back at once, with its number and design.
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let dead = format!("pid 4294967 on {} (0 job 0)", host.trim()); // above any pid_max
+    let host = pets::search::store::host_identity().unwrap();
+    let dead = format!("pid 4294967 on {host} (0 job 0)"); // above any pid_max
     raw(
         &path,
         &format!("UPDATE trials SET owner = '{dead}' WHERE number = 3"),

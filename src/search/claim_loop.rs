@@ -74,7 +74,7 @@ impl ClaimLoop<'_> {
             if self.train(&row, &pool)? {
                 trained += 1;
             }
-            self.refresh()?;
+            self.refresh();
         }
     }
 
@@ -135,8 +135,12 @@ impl ClaimLoop<'_> {
     }
 
     /// After a trial: the bar shows the study's ended trials, and the reports are written again.
-    fn refresh(&self) -> crate::Result<()> {
-        let rows = self.store.trials(self.shared.id)?;
+    /// Both are derived from the store: a failed read is a warning, the trial is already recorded.
+    fn refresh(&self) {
+        let rows = match self.store.trials(self.shared.id) {
+            Ok(rows) => rows,
+            Err(e) => return self.say(format!("warning: progress and reports not refreshed: {e}")),
+        };
         let ended = rows.iter().filter(|t| t.state != TrialState::Running);
         self.shared.bar.set_position(ended.count() as u64);
         if let Some((folder, writing)) = &self.shared.reports {
@@ -146,7 +150,6 @@ impl ClaimLoop<'_> {
                 self.say(format!("warning: reports not refreshed: {e}"));
             }
         }
-        Ok(())
     }
 
     fn say(&self, line: String) {

@@ -13,7 +13,8 @@ pub fn clip_grad_norm(
     let mut total: Option<Tensor> = None;
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {
-            let squares = g.to_dtype(DType::F32)?.sqr()?.sum_all()?;
+            // Each tensor's sum in its own dtype, the total in f64 (as before the device sum).
+            let squares = g.sqr()?.sum_all()?.to_dtype(DType::F64)?;
             total = Some(match total {
                 Some(t) => (t + squares)?,
                 None => squares,
@@ -21,7 +22,7 @@ pub fn clip_grad_norm(
         }
     }
     let squares = match total {
-        Some(t) => f64::from(t.to_scalar::<f32>()?),
+        Some(t) => t.to_scalar::<f64>()?,
         None => 0.0,
     };
     let norm = squares.sqrt();

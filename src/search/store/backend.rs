@@ -154,11 +154,20 @@ pub fn redact(url: &str) -> String {
 
 /// An owner name for claims: pid, host and a nonce (two workers of one process differ by `tag`).
 pub fn owner_name(tag: &str) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .map_or_else(|_| "unknown host".into(), |h| h.trim().to_string());
+    let host = host_identity().unwrap_or_else(|| {
+        std::env::var("HOSTNAME").map_or_else(|_| "unknown host".into(), |h| h.trim().into())
+    });
     let nonce = super::now().fract().to_bits() & 0xffff_ffff;
     format!("pid {} on {host} ({nonce:x}{tag})", std::process::id())
+}
+
+/// Where this process's pids mean something: the host name with the PID namespace
+/// (`web1/pid:[4026531836]`). Containers that share a host name (host networking) but not a
+/// PID namespace must not judge each other's pids, so their identities differ.
+pub fn host_identity() -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{}/{}", host.trim(), namespace.display()))
 }
 
 /// Whether a running trial's worker is gone, so another may claim it again: its heartbeat is
@@ -173,8 +182,8 @@ pub(crate) fn reclaimable(owner: Option<&str>, age: Option<f64>, stale_after: Du
     }
 }
 
-/// An owner (`pid N on HOST …`, see [`owner_name`]) on this host whose process is gone (killed,
-/// crashed) holds nothing. Owners on other hosts can't be checked: their heartbeats tell.
+/// An owner (`pid N on HOST …`, see [`owner_name`]) on this host and PID namespace whose process
+/// is gone (killed, crashed) holds nothing. Other owners can't be checked: their heartbeats tell.
 pub(crate) fn owner_is_dead(owner: &str) -> bool {
     let mut words = owner.split_whitespace();
     let (Some("pid"), Some(pid), Some("on"), Some(host)) =
@@ -182,10 +191,8 @@ pub(crate) fn owner_is_dead(owner: &str) -> bool {
     else {
         return false;
     };
-    let this_host =
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
-    match (pid.parse::<u32>(), this_host) {
-        (Ok(pid), Ok(this)) if this == host => {
+    match (pid.parse::<u32>(), host_identity()) {
+        (Ok(pid), Some(this)) if this == host => {
             // A zombie (killed, not yet reaped) still has a /proc entry; it holds nothing either.
             match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
                 Ok(stat) => stat
@@ -219,13 +226,20 @@ mod tests {
             reclaimable(None, None, long),
             "no owner: an earlier pets's single process"
         );
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map_or_else(|_| "unknown host".into(), |h| h.trim().to_string());
+        let host = host_identity().expect("a Linux /proc");
         // Above the largest pid_max (2^22): no such process.
         let dead = format!("pid 4294967 on {host} (1 job 0)");
         assert!(
             reclaimable(Some(&dead), Some(1.0), long),
             "a killed process"
+        );
+        // The same host name in another PID namespace (a container with host networking): its
+        // pids are not ours to look up.
+        let hostname = host.split('/').next().unwrap_or_default();
+        let elsewhere = format!("pid 4294967 on {hostname}/pid:[1] (1 job 0)");
+        assert!(
+            !reclaimable(Some(&elsewhere), Some(1.0), long),
+            "another PID namespace: trust the beat"
         );
         assert!(
             !reclaimable(Some("worker a"), Some(1.0), long),

@@ -16,7 +16,8 @@ mod schema;
 mod trials;
 
 pub use backend::{
-    open_storage, owner_name, redact, Claim, Next, Planner, Storage, StudyStore, TrialEnd,
+    host_identity, open_storage, owner_name, redact, Claim, Next, Planner, Storage, StudyStore,
+    TrialEnd,
 };
 pub use lease::{KeepAlive, DEFAULT_STALE_AFTER};
 pub use pg::PgStore;
@@ -163,12 +164,12 @@ impl Store {
             .map_err(sql(path, "enabling WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql(path, "setting synchronous"))?;
-        static NONCE: AtomicU64 = AtomicU64::new(0);
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .map_or_else(|_| "unknown host".into(), |h| h.trim().to_string());
-        let nonce = NONCE.fetch_add(1, Ordering::Relaxed) ^ (now().fract() * 1e9) as u64;
-        let owner = format!("pid {} on {host} ({nonce:x})", std::process::id());
+        // Two stores of one process hold leases under different names.
+        static OPENED: AtomicU64 = AtomicU64::new(0);
+        let owner = owner_name(&format!(
+            " store {}",
+            OPENED.fetch_add(1, Ordering::Relaxed)
+        ));
         let store = Store {
             conn,
             path: path.to_path_buf(),
