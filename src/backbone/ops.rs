@@ -27,21 +27,21 @@ use norm::{AddLayerNorm, LayerNorm};
 /// Layer norm over the last dim; gradients flow to x, and to gamma/beta only when they are vars
 /// (or computed from vars: anything with `track_op()`).
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
-    let fused_cuda = cfg!(feature = "cuda") && fused_on_cuda(&[x, gamma, beta]);
-    if !fused_cuda && (!fusable(&[x, gamma, beta]) || x.elem_count() == 0) {
+    let d = x.dim(D::Minus1)?;
+    let shapes_ok = gamma.dims() == [d] && beta.dims() == [d];
+    #[cfg(feature = "cuda")]
+    if shapes_ok && cuda::fusable(&[x, gamma, beta]) && x.elem_count() > 0 {
+        return cuda::layer_norm(x, gamma, beta, eps);
+    }
+    if !fusable(&[x, gamma, beta]) || x.elem_count() == 0 {
         return layer_norm_reference(x, gamma, beta, eps);
     }
-    let d = x.dim(D::Minus1)?;
-    if gamma.dims() != [d] || beta.dims() != [d] {
+    if !shapes_ok {
         bail!(
             "layer_norm: gamma {:?} / beta {:?} must be ({d},)",
             gamma.dims(),
             beta.dims()
         );
-    }
-    #[cfg(feature = "cuda")]
-    if fused_cuda {
-        return cuda::layer_norm(x, gamma, beta, eps);
     }
     let op = LayerNorm { eps: eps as f32 };
     x.contiguous()?
@@ -260,19 +260,6 @@ pub fn linear_reference(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> R
     match bias {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
-    }
-}
-
-/// Whether the CUDA kernels take these (non-empty) tensors; never without the `cuda` feature.
-fn fused_on_cuda(ts: &[&Tensor]) -> bool {
-    #[cfg(feature = "cuda")]
-    {
-        cuda::fusable(ts) && ts.first().is_some_and(|t| t.elem_count() > 0)
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        let _ = ts;
-        false
     }
 }
 

@@ -11,7 +11,7 @@ use crate::spec::{Design, Form};
 use std::path::{Path, PathBuf};
 
 /// Everything that defines a study besides the training protocol in `RunSettings`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct SearchSettings {
     pub study: String,
     pub space: PathBuf,

@@ -11,13 +11,11 @@ use candle_core::{backprop::GradStore, Result, Var};
 use candle_nn::optim::{Optimizer, ParamsAdamW};
 
 /// The optimizer of `pets train` and `pets bench`.
-pub struct AdamW {
-    inner: Inner,
-    vars: Vec<Var>,
-}
+pub struct AdamW(Inner);
 
 enum Inner {
-    Candle(candle_nn::optim::AdamW),
+    /// candle-nn's optimizer, and the vars `clip_grad_norm` scales the gradients of.
+    Candle(candle_nn::optim::AdamW, Vec<Var>),
     #[cfg(feature = "cuda")]
     Fused(fused::FusedAdamW),
 }
@@ -26,16 +24,15 @@ impl AdamW {
     pub fn new(vars: Vec<Var>, params: ParamsAdamW) -> Result<Self> {
         #[cfg(feature = "cuda")]
         if !vars.is_empty() && vars.iter().all(fused::supported) {
-            let inner = Inner::Fused(fused::FusedAdamW::new(vars.clone(), params)?);
-            return Ok(Self { inner, vars });
+            return Ok(Self(Inner::Fused(fused::FusedAdamW::new(vars, params)?)));
         }
-        let inner = Inner::Candle(candle_nn::optim::AdamW::new(vars.clone(), params)?);
-        Ok(Self { inner, vars })
+        let optimizer = candle_nn::optim::AdamW::new(vars.clone(), params)?;
+        Ok(Self(Inner::Candle(optimizer, vars)))
     }
 
     pub fn set_learning_rate(&mut self, lr: f64) {
-        match &mut self.inner {
-            Inner::Candle(o) => o.set_learning_rate(lr),
+        match &mut self.0 {
+            Inner::Candle(o, _) => o.set_learning_rate(lr),
             #[cfg(feature = "cuda")]
             Inner::Fused(o) => o.params.lr = lr,
         }
@@ -44,10 +41,10 @@ impl AdamW {
     /// One update from `grads`, first scaled so their global L2 norm is at most
     /// `max_grad_norm` (torch's `clip_grad_norm_`; `<= 0` for no clipping).
     pub fn step(&mut self, grads: &mut GradStore, max_grad_norm: f64) -> Result<()> {
-        match &mut self.inner {
-            Inner::Candle(o) => {
+        match &mut self.0 {
+            Inner::Candle(o, vars) => {
                 if max_grad_norm > 0.0 {
-                    clip_grad_norm(grads, &self.vars, max_grad_norm)?;
+                    clip_grad_norm(grads, vars, max_grad_norm)?;
                 }
                 o.step(grads)
             }
