@@ -44,10 +44,22 @@ fn unknown_field_names_file_line_and_column() {
 #[test]
 fn unknown_fields_inside_modules_and_forms_name_file_line_and_column() {
     let cases = [
-        ("Module(form: Prefix(l: 8, reparm: Some(512)), site: AttentionHeads)", "reparm"),
-        ("Module(form: Lora(r: 4, alpha: 8.0, dropout_p: 0.1), site: Ffn)", "dropout_p"),
-        ("Module(form: Bottleneck(r: 4, activation: Relu, biass: true), site: Ffn)", "biass"),
-        ("Module(form: Lora(r: 4, alpha: 8.0), site: Ffn, layerz: All)", "layerz"),
+        (
+            "Module(form: Prefix(l: 8, reparm: Some(512)), site: AttentionHeads)",
+            "reparm",
+        ),
+        (
+            "Module(form: Lora(r: 4, alpha: 8.0, dropout_p: 0.1), site: Ffn)",
+            "dropout_p",
+        ),
+        (
+            "Module(form: Bottleneck(r: 4, activation: Relu, biass: true), site: Ffn)",
+            "biass",
+        ),
+        (
+            "Module(form: Lora(r: 4, alpha: 8.0), site: Ffn, layerz: All)",
+            "layerz",
+        ),
     ];
     for (module, field) in cases {
         let text = format!("Design(\n  name: \"x\",\n  modules: [{module}],\n)");
@@ -59,7 +71,12 @@ fn unknown_fields_inside_modules_and_forms_name_file_line_and_column() {
 
 #[test]
 fn unusable_learning_rates_are_refused_where_written() {
-    for lr in ["Some(0.0)", "Some(-0.001)", "Some(99999999e-99999999)", "Some(1e999)"] {
+    for lr in [
+        "Some(0.0)",
+        "Some(-0.001)",
+        "Some(99999999e-99999999)",
+        "Some(1e999)",
+    ] {
         let text = format!("Design(\n  name: \"x\",\n  learning_rate: {lr},\n)");
         let err = Design::from_ron(&text, "lr.ron").unwrap_err().to_string();
         assert!(err.starts_with("lr.ron:3:"), "{lr}: {err}");
@@ -71,7 +88,8 @@ fn unusable_learning_rates_are_refused_where_written() {
 
 #[test]
 fn wrong_type_is_a_parse_error() {
-    let text = "Design(name: \"x\", modules: [Module(form: Lora(r: \"eight\", alpha: 16.0), site: Ffn)])";
+    let text =
+        "Design(name: \"x\", modules: [Module(form: Lora(r: \"eight\", alpha: 16.0), site: Ffn)])";
     let err = Design::from_ron(text, "t.ron").unwrap_err().to_string();
     assert!(err.starts_with("t.ron:1:"), "{err}");
 }
@@ -96,7 +114,10 @@ fn layer_sets_resolve() {
 fn the_type_a_ron_text_starts_with() {
     let cases = [
         ("Design(name: \"x\")", Some("Design")),
-        ("// a space\n/* of designs */\n#![enable(implicit_some)]\n SearchSpace(", Some("SearchSpace")),
+        (
+            "// a space\n/* of designs */\n#![enable(implicit_some)]\n SearchSpace(",
+            Some("SearchSpace"),
+        ),
         ("(name: \"x\")", None),
         ("", None),
     ];

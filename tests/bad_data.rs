@@ -398,7 +398,10 @@ fn labels_unseen_in_training_are_refused_by_predict() {
     let manifest_path = adapter.join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    assert_eq!(manifest["metrics"]["source_labels"], serde_json::json!(["neg", "pos"]));
+    assert_eq!(
+        manifest["metrics"]["source_labels"],
+        serde_json::json!(["neg", "pos"])
+    );
     manifest["metrics"]["source_labels"] = serde_json::json!(["0", "1"]);
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
     let args: Vec<&str> = evaluate.iter().map(String::as_str).collect();

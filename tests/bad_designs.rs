@@ -33,8 +33,20 @@ fn malformed_designs_spaces_budgets_and_options() {
         args
     };
     let train_with = |extra: &[&str]| {
-        let mut args = s(&["train", "--design", "search_spaces/presets/lora.ron", "--model", &m]);
-        args.extend(s(&["--task", data.to_str().unwrap(), "--max-steps", "1", "--quiet"]));
+        let mut args = s(&[
+            "train",
+            "--design",
+            "search_spaces/presets/lora.ron",
+            "--model",
+            &m,
+        ]);
+        args.extend(s(&[
+            "--task",
+            data.to_str().unwrap(),
+            "--max-steps",
+            "1",
+            "--quiet",
+        ]));
         args.extend(s(extra));
         args
     };

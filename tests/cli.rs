@@ -196,7 +196,14 @@ fn validate_reads_a_search_space_as_a_space() {
     );
     // A design over a budget is refused too.
     let out = pets(
-        &["validate", "search_spaces/presets/lora.ron", "--model", m, "--budget", "10"],
+        &[
+            "validate",
+            "search_spaces/presets/lora.ron",
+            "--model",
+            m,
+            "--budget",
+            "10",
+        ],
         &dir,
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

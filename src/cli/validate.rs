@@ -13,12 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// Validates `path` as whichever it holds, a `SearchSpace` or a `Design`, and prints the summary.
-pub fn run(
-    path: &Path,
-    shape: &BackboneShape,
-    classes: usize,
-    budget: Option<&str>,
-) -> Result<()> {
+pub fn run(path: &Path, shape: &BackboneShape, classes: usize, budget: Option<&str>) -> Result<()> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
         path: origin.clone(),
@@ -46,7 +41,10 @@ pub fn run(
             } else {
                 "wider designs are shrunk to fit"
             };
-            println!("budget {input} = {} trainable parameters: {fits}", group(limit));
+            println!(
+                "budget {input} = {} trainable parameters: {fits}",
+                group(limit)
+            );
         }
         return Ok(());
     }
@@ -62,7 +60,10 @@ pub fn run(
                 group(limit)
             );
         }
-        println!("budget {input} = {} trainable parameters: fits", group(limit));
+        println!(
+            "budget {input} = {} trainable parameters: fits",
+            group(limit)
+        );
     }
     Ok(())
 }

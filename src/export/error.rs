@@ -72,7 +72,9 @@ pub enum ExportError {
     OutputExists { out: String },
     #[error("{0}")]
     Usage(String),
-    #[error("{path} line {line}: label {label:?} is not one of the adapter's labels ({known}){hint}")]
+    #[error(
+        "{path} line {line}: label {label:?} is not one of the adapter's labels ({known}){hint}"
+    )]
     UnknownLabel {
         path: String,
         line: u64,

@@ -172,7 +172,8 @@ mod tests {
             crate::spec::Form::Lora { r, alpha } => crate::spec::Form::Lora { r: r + 1, alpha },
             other => other,
         };
-        let mut changed: Vec<RunFingerprint> = vec![RunFingerprint::new(&edited, &inputs, &settings)];
+        let mut changed: Vec<RunFingerprint> =
+            vec![RunFingerprint::new(&edited, &inputs, &settings)];
         let mut s = settings.clone();
         s.max_len = 32;
         changed.push(RunFingerprint::new(&design, &inputs, &s));

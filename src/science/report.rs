@@ -46,7 +46,10 @@ pub fn collect<'a>(entries: &'a [Entry], runs: &Path, child: &ChildRuns) -> Vec<
                 .seeds
                 .iter()
                 .filter_map(|&s| {
-                    finished(&run_dir(runs, entry, s), child.fingerprint(entry, s).as_ref())
+                    finished(
+                        &run_dir(runs, entry, s),
+                        child.fingerprint(entry, s).as_ref(),
+                    )
                 })
                 .collect();
             let accs: Vec<f64> = runs.iter().map(|m| m.accuracy).collect();

@@ -270,7 +270,10 @@ fn train_one(job: &RunJob, options: &RunnerOptions) -> Result<RunMetrics, Scienc
         .args(["--epochs", &job.entry.epochs.to_string()])
         .args(["--seed", &job.seed.to_string(), "--quiet"])
         .args(["--max-len", &CHILD_MAX_LEN.to_string()])
-        .args(["--batch-size", &TrainConfig::default().batch_size.to_string()])
+        .args([
+            "--batch-size",
+            &TrainConfig::default().batch_size.to_string(),
+        ])
         .arg("--out")
         .arg(&job.dir)
         .args(&options.extra);
@@ -297,6 +300,7 @@ fn train_one(job: &RunJob, options: &RunnerOptions) -> Result<RunMetrics, Scienc
     if !status.success() {
         return Err(failure(format!("pets train exited with {status}")));
     }
-    finished(&job.dir, job.fingerprint.as_ref())
-        .ok_or_else(|| failure("no metrics.json with the expected run fingerprint after training".into()))
+    finished(&job.dir, job.fingerprint.as_ref()).ok_or_else(|| {
+        failure("no metrics.json with the expected run fingerprint after training".into())
+    })
 }

@@ -42,7 +42,12 @@ impl PreparedStudy {
             if value == Some(0) {
                 let expected = "expected at least 1".to_string();
                 let value = "0".to_string();
-                return Err(SearchError::Setting { flag, value, expected }.into());
+                return Err(SearchError::Setting {
+                    flag,
+                    value,
+                    expected,
+                }
+                .into());
             }
         }
         let space = SearchSpace::from_file(&s.space)?;

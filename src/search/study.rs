@@ -218,14 +218,20 @@ pub fn rerender(
     let settings = store.settings(id)?;
     let missing = |flag: &str| {
         crate::Error::from(SearchError::Setting {
-            flag: if flag == "budget" { "--budget" } else { "--model" },
+            flag: if flag == "budget" {
+                "--budget"
+            } else {
+                "--model"
+            },
             value: "(not given)".into(),
             expected: format!("study {study} stores no {flag}; pass it"),
         })
     };
     let searched_at = stored_text(&settings, "/search/budget");
     let budget_text = budget.or(searched_at).ok_or_else(|| missing("budget"))?;
-    let model = model.or(stored_text(&settings, "/model")).ok_or_else(|| missing("model"))?;
+    let model = model
+        .or(stored_text(&settings, "/model"))
+        .ok_or_else(|| missing("model"))?;
     let dir = cache.model_dir(model)?;
     let shape = crate::backbone::config::BertConfig::from_file(&dir.join("config.json"))?.shape();
     let parsed: Budget = budget_text.parse()?;
@@ -246,7 +252,10 @@ pub fn rerender(
             "Compared at --budget {budget_text}; the study searched at {at}."
         ));
     }
-    let task = match (stored_text(&settings, "/inputs/task"), protocol.as_ref().map(|p| &p.task)) {
+    let task = match (
+        stored_text(&settings, "/inputs/task"),
+        protocol.as_ref().map(|p| &p.task),
+    ) {
         (Some(name), _) => name.to_string(),
         (None, Some(crate::data::TaskSource::Builtin(name))) => name.clone(),
         (None, Some(crate::data::TaskSource::File { path, .. })) => path.display().to_string(),
@@ -259,7 +268,9 @@ pub fn rerender(
         budget_params: parsed.limit(shape.backbone_params()),
         backbone_params: shape.backbone_params(),
         command: format!("pets report --study {study}"),
-        sampler: stored_text(&settings, "/search/sampler").unwrap_or_default().to_string(),
+        sampler: stored_text(&settings, "/search/sampler")
+            .unwrap_or_default()
+            .to_string(),
         notes,
     };
     Ok(write_reports(&reports.join(study), &ctx, &trials)?)
