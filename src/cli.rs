@@ -1,8 +1,10 @@
 //! The `pets` command line's arguments (clap): every command, its options and their help, and
 //! the run settings the training commands share.
 
+pub mod validate;
+
 use super::device;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use pets::data::TaskSource;
 use pets::run::RunSettings;
@@ -40,14 +42,19 @@ pub enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
-    /// Validate a design and print its modules and exact trainable parameters.
+    /// Validate a design (its modules and exact trainable parameters) or a search space (its
+    /// slots, options and the parameters of its smallest and largest designs).
     Validate {
+        /// A design or a search-space RON file.
         design: PathBuf,
         #[arg(long, default_value = "minilm-l6")]
         model: String,
         /// Classes of the head (for the head's parameter count).
         #[arg(long, default_value_t = 2)]
         classes: usize,
+        /// Also check against a budget: a share of the backbone (0.5%) or a count (120k).
+        #[arg(long)]
+        budget: Option<String>,
     },
     /// Print the design's graph on the backbone.
     Graph {
@@ -96,11 +103,12 @@ pub enum Command {
         storage: String,
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
-        /// Budget the front is compared at (as in `search --budget`).
-        #[arg(long, default_value = "0.5%")]
-        budget: String,
-        #[arg(long, default_value = "minilm-l6")]
-        model: String,
+        /// Budget the front is compared at (as in `search --budget`; default: the study's own).
+        #[arg(long)]
+        budget: Option<String>,
+        /// The model whose size the budget's percentage is of (default: the study's own).
+        #[arg(long)]
+        model: Option<String>,
     },
     /// Write a deployable folder from a run or a study trial: an adapter (default), a merged
     /// model, or PEFT files.
@@ -313,6 +321,7 @@ impl RunArgs {
                 label_column: label.clone().unwrap_or_else(|| "label".into()),
             },
         };
+        check_lr(self.lr)?;
         let device = device(&self.device)?;
         let train = TrainConfig {
             epochs: self.epochs.unwrap_or(default_epochs),
@@ -333,5 +342,15 @@ impl RunArgs {
             lr_override: self.lr,
             device,
         })
+    }
+}
+
+/// Refuses a `--lr` that cannot train: 0, negative or not finite.
+pub fn check_lr(lr: Option<f64>) -> Result<()> {
+    match lr {
+        Some(lr) if !pets::spec::is_usable_learning_rate(lr) => {
+            bail!("--lr {lr}: expected a positive, finite learning rate")
+        }
+        _ => Ok(()),
     }
 }

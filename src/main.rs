@@ -9,7 +9,6 @@ use pets::assets::Cache;
 use pets::backbone::config::BertConfig;
 use pets::data::TaskSource;
 use pets::graph::DesignGraph;
-use pets::params::design_cost;
 use pets::run::{train_design, PreparedTask};
 use pets::search::study::SearchSettings;
 use pets::search::worker::{run_worker, Role, WorkerSettings};
@@ -121,11 +120,10 @@ fn run(cli: Cli) -> Result<()> {
             design,
             model,
             classes,
+            budget,
         } => {
-            let design = Design::from_file(&design)?;
             let shape = model_config(&cache, &model)?.shape();
-            let cost = design_cost(&design, &shape, classes)?;
-            println!("{}", pets::report::cost_table(&design, &cost));
+            cli::validate::run(&design, &shape, classes, budget.as_deref())?;
         }
         Command::Graph { design, model, dot } => {
             let design = Design::from_file(&design)?;
@@ -203,8 +201,14 @@ fn run(cli: Cli) -> Result<()> {
             budget,
             model,
         } => {
-            let shape = model_config(&cache, &model)?.shape();
-            let files = pets::search::study::rerender(&storage, &study, &reports, &budget, &shape)?;
+            let files = pets::search::study::rerender(
+                &storage,
+                &study,
+                &reports,
+                budget.as_deref(),
+                model.as_deref(),
+                &cache,
+            )?;
             for f in files {
                 println!("{}", f.display());
             }
@@ -324,6 +328,7 @@ fn worker_settings(search: SearchArgs, worker: WorkerArgs, role: Role) -> Result
 }
 
 fn bench(args: BenchArgs, cache: &Cache) -> Result<()> {
+    cli::check_lr(args.lr)?;
     let mut designs = Vec::new();
     for name in &args.designs {
         let preset = args.presets.join(format!("{name}.ron"));

@@ -10,6 +10,10 @@ use candle_core::D;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
+mod labels;
+
+use labels::{gold_index, label_hint};
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     #[default]
@@ -115,14 +119,16 @@ pub fn evaluate(
     batch_size: usize,
 ) -> crate::Result<Accuracy> {
     let names = adapter.label_names();
+    let source = adapter.source_labels();
     let mut labels = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.iter().enumerate() {
         let gold = input.gold.as_deref().unwrap_or_default();
-        let label = label_index(names, gold).ok_or_else(|| ExportError::UnknownLabel {
+        let label = gold_index(names, &source, gold).ok_or_else(|| ExportError::UnknownLabel {
             path: origin.to_string(),
             line: input.line.unwrap_or(index as u64 + 1),
             label: gold.to_string(),
             known: names.join(", "),
+            hint: label_hint(names, &source, gold),
         })?;
         labels.push(label as u32);
     }
@@ -143,16 +149,6 @@ pub fn evaluate(
         accuracy: result.accuracy,
         correct: (result.accuracy * split.len() as f64).round() as usize,
         count: split.len(),
-    })
-}
-
-/// The index of `label` among `names`: exact text, else equal numbers ("1" and "1.0").
-fn label_index(names: &[String], label: &str) -> Option<usize> {
-    names.iter().position(|n| n == label).or_else(|| {
-        let value = label.parse::<f64>().ok()?;
-        names
-            .iter()
-            .position(|n| n.parse::<f64>().ok() == Some(value))
     })
 }
 
@@ -341,14 +337,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_match_by_text_then_by_number() {
-        let names = ["0".to_string(), "1".to_string()];
-        assert_eq!(label_index(&names, "1"), Some(1));
-        assert_eq!(label_index(&names, "1.0"), Some(1));
-        assert_eq!(label_index(&names, "2"), None);
-        let words = ["neg".to_string(), "pos".to_string()];
-        assert_eq!(label_index(&words, "pos"), Some(1));
-        assert_eq!(label_index(&words, "Pos"), None);
+    fn argmax_picks_the_largest() {
         assert_eq!(argmax(&[0.2, 0.5, 0.3]), 1);
     }
 

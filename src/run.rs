@@ -1,4 +1,9 @@
-//! One training run end to end: assets → dataset → tokens → compiled model → training → run folder.
+//! One training run end to end: assets → dataset → tokens → compiled model → training → run folder;
+//! and whether a finished run folder can stand for a new run (its [`RunFingerprint`]).
+
+pub mod fingerprint;
+
+pub use fingerprint::{RunFingerprint, RunInputs};
 
 use crate::assets::Cache;
 use crate::backbone::config::BertConfig;
@@ -28,6 +33,15 @@ pub struct RunSettings {
     pub device: Device,
 }
 
+impl RunSettings {
+    /// The learning rate `design` trains with: `--lr`, else the design's own, else the default.
+    pub fn learning_rate(&self, design: &Design) -> f64 {
+        self.lr_override
+            .or(design.learning_rate)
+            .unwrap_or(self.train.lr)
+    }
+}
+
 /// A task tokenised for one model: built once, reused by every design trained on it.
 pub struct PreparedTask {
     pub dataset: Dataset,
@@ -35,6 +49,8 @@ pub struct PreparedTask {
     pub train: TokenizedSplit,
     pub dev: TokenizedSplit,
     pub pad_id: u32,
+    /// The model's and the split's hashes, for every run's fingerprint.
+    pub inputs: RunInputs,
 }
 
 impl PreparedTask {
@@ -45,6 +61,7 @@ impl PreparedTask {
         let text = TextEncoder::from_file(&model_dir.join("tokenizer.json"), settings.max_len)?
             .fit_model(&config)?;
         Ok(PreparedTask {
+            inputs: RunInputs::of(&settings.model, &model_dir, &dataset)?,
             train: text.encode_split(&dataset.train)?,
             dev: text.encode_split(&dataset.dev)?,
             pad_id: text.pad_id,
@@ -63,6 +80,10 @@ pub struct RunMetrics {
     /// Class names in head order (index i of the logits is `label_names[i]`): export needs them.
     #[serde(default)]
     pub label_names: Vec<String>,
+    /// The same classes as the task's source labels them (`0`, `1` for mr): `predict --evaluate`
+    /// accepts these too. Empty in runs of older pets.
+    #[serde(default)]
+    pub source_labels: Vec<String>,
     /// Token limit the task was encoded with; predictions must truncate the same way.
     #[serde(default)]
     pub max_len: usize,
@@ -82,6 +103,10 @@ pub struct RunMetrics {
     pub learning_rate: f64,
     pub epochs: Vec<EpochRecord>,
     pub device: String,
+    /// What the run computed; a finished run is reused only for the same fingerprint (runs of
+    /// older pets have none and are trained again).
+    #[serde(default)]
+    pub fingerprint: Option<RunFingerprint>,
 }
 
 /// Trains `design` on a prepared task; writes the run folder when `out` is given.
@@ -98,10 +123,7 @@ pub fn train_design(
     let classes = task.dataset.label_names.len();
     let model = AdaptedModel::build(encoder, design, classes, settings.train.seed)?;
     let mut config = settings.train.clone();
-    config.lr = settings
-        .lr_override
-        .or(design.learning_rate)
-        .unwrap_or(config.lr);
+    config.lr = settings.learning_rate(design);
     let vars = model.trainable_vars();
     let outcome = train::train(
         &model,
@@ -117,6 +139,7 @@ pub fn train_design(
         model: settings.model.clone(),
         task: task.dataset.name.clone(),
         label_names: task.dataset.label_names.clone(),
+        source_labels: task.dataset.source_labels.clone(),
         max_len: settings.max_len,
         accuracy: outcome.best_accuracy,
         best_epoch: outcome.best_epoch,
@@ -132,6 +155,7 @@ pub fn train_design(
         learning_rate: config.lr,
         epochs: outcome.epochs,
         device: device_name(&settings.device),
+        fingerprint: Some(RunFingerprint::new(design, &task.inputs, settings)),
     };
     if let Some(dir) = out {
         write_run(dir, design, &metrics, &model)?;
@@ -158,30 +182,23 @@ fn write_run(
     Ok(())
 }
 
-/// A finished run folder's metrics when they were made under the same protocol (model, task,
-/// seed, learning rate, number of steps), so a long `pets baselines` can resume.
+/// A finished run folder's metrics when they were made with the same [`RunFingerprint`] as
+/// `expected` (so a long `pets baselines` or `pets unified` resumes, and an edited design, model,
+/// task or protocol trains again).
+pub fn finished_run(dir: &Path, expected: &RunFingerprint) -> Option<RunMetrics> {
+    let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
+    let metrics: RunMetrics = serde_json::from_str(&text).ok()?;
+    (metrics.fingerprint.as_ref() == Some(expected)).then_some(metrics)
+}
+
+/// [`finished_run`] for training `design` on a prepared task under `settings`.
 pub fn reusable_run(
     dir: &Path,
     design: &Design,
     task: &PreparedTask,
     settings: &RunSettings,
 ) -> Option<RunMetrics> {
-    let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
-    let metrics: RunMetrics = serde_json::from_str(&text).ok()?;
-    let lr = settings
-        .lr_override
-        .or(design.learning_rate)
-        .unwrap_or(settings.train.lr);
-    let steps_per_epoch = task.train.len().div_ceil(settings.train.batch_size);
-    let steps = settings.train.epochs * steps_per_epoch;
-    let steps = settings.train.max_steps.map_or(steps, |m| m.min(steps));
-    let same = metrics.model == settings.model
-        && metrics.task == task.dataset.name
-        && metrics.seed == settings.train.seed
-        && metrics.learning_rate == lr
-        && metrics.steps == steps
-        && metrics.design == design.name;
-    same.then_some(metrics)
+    finished_run(dir, &RunFingerprint::new(design, &task.inputs, settings))
 }
 
 /// The device a command line names (`cpu` or `cuda`, GPU 0); `None` for any other name.

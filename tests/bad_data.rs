@@ -169,6 +169,20 @@ fn bad_datasets_and_model_folders() {
             needles: s(&["m-nofield/config.json", "hidden_size"]),
         },
         Case {
+            name: "a model type pets does not implement",
+            args: train(
+                &model_variant(&dir, "m-roberta", |d| {
+                    write_config(d, |c| c["model_type"] = "roberta".into())
+                }),
+                &good,
+                &cols,
+            ),
+            needles: s(&[
+                "m-roberta/config.json",
+                "model_type \"roberta\" is not implemented: pets runs BERT encoders",
+            ]),
+        },
+        Case {
             name: "more layers in config.json than tensors",
             args: train(
                 &model_variant(&dir, "m-layers", |d| {
@@ -358,7 +372,42 @@ fn labels_unseen_in_training_are_refused_by_predict() {
             needles: s(&["unseen.tsv: no column 'review' (columns: text, label)"]),
         },
     ];
+    // Labels as class numbers (as the mr source numbers its classes 0 and 1): with no numbering
+    // recorded the error says how to rewrite them...
+    let numbered = dir.join("numbered.tsv");
+    std::fs::write(&numbered, "text\tlabel\ngreat\t1\nawful\t0\n").unwrap();
+    let evaluate = s(&[
+        "predict",
+        "--adapter",
+        &path(&adapter),
+        "--input",
+        &path(&numbered),
+        "--evaluate",
+    ]);
+    let mut cases = cases;
+    cases.push(Case {
+        name: "class numbers with no numbering recorded",
+        args: evaluate.clone(),
+        needles: s(&[
+            "numbered.tsv line 2: label \"1\" is not one of the adapter's labels (neg, pos)",
+            "rewrite its labels as 0 → neg, 1 → pos",
+        ]),
+    });
     check(&cases, &cache);
+    // ... and once the run records the task's source labels (as every mr run does), they count.
+    let manifest_path = adapter.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    assert_eq!(
+        manifest["metrics"]["source_labels"],
+        serde_json::json!(["neg", "pos"])
+    );
+    manifest["metrics"]["source_labels"] = serde_json::json!(["0", "1"]);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let args: Vec<&str> = evaluate.iter().map(String::as_str).collect();
+    let out = pets(&args, &cache);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("/2) on "), "{}", text(&out));
     // The same adapter once its tensors are cut short.
     let file = adapter.join("adapter.safetensors");
     let bytes = std::fs::read(&file).unwrap();

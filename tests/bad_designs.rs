@@ -32,6 +32,24 @@ fn malformed_designs_spaces_budgets_and_options() {
         args.extend(s(extra));
         args
     };
+    let train_with = |extra: &[&str]| {
+        let mut args = s(&[
+            "train",
+            "--design",
+            "search_spaces/presets/lora.ron",
+            "--model",
+            &m,
+        ]);
+        args.extend(s(&[
+            "--task",
+            data.to_str().unwrap(),
+            "--max-steps",
+            "1",
+            "--quiet",
+        ]));
+        args.extend(s(extra));
+        args
+    };
     let design =
         |modules: &str| format!("Design(\n  name: \"x\",\n  modules: [\n    {modules}\n  ],\n)");
     let good_design = design("Module(form: Lora(r: 4, alpha: 8.0), site: Projection(Query))");
@@ -45,6 +63,31 @@ fn malformed_designs_spaces_budgets_and_options() {
             name: "unknown field",
             args: validate(file("unknown.ron", b"Design(\n  name: \"x\",\n  modulez: [],\n)")),
             needles: s(&["unknown.ron:3:", "modulez"]),
+        },
+        Case {
+            name: "unknown field inside a form",
+            args: validate(file("form.ron", design("Module(form: Prefix(l: 8, reparm: Some(512)), site: AttentionHeads)").as_bytes())),
+            needles: s(&["form.ron:4:", "reparm"]),
+        },
+        Case {
+            name: "unknown field inside a space's option",
+            args: search(&["--space", &file("space-typo.ron", b"SearchSpace(\n  name: \"s\",\n  slots: [Slot(name: \"a\", options: [ModuleOption(\n    form: Lora(alpha: Ratio([2.0])),\n    sites: [[Projection(Query)]],\n    widht: List([4]),\n  )])],\n)")]),
+            needles: s(&["space-typo.ron:6:", "widht"]),
+        },
+        Case {
+            name: "learning rate zero",
+            args: validate(file("lr0.ron", b"Design(\n  name: \"x\",\n  learning_rate: Some(0.0),\n)")),
+            needles: s(&["lr0.ron:3:", "learning_rate 0: expected a positive, finite learning rate"]),
+        },
+        Case {
+            name: "learning rate negative",
+            args: validate(file("lr-neg.ron", b"Design(\n  name: \"x\",\n  learning_rate: Some(-0.001),\n)")),
+            needles: s(&["lr-neg.ron:3:", "learning_rate -0.001: expected a positive"]),
+        },
+        Case {
+            name: "learning rate underflowing to zero",
+            args: validate(file("lr-tiny.ron", b"Design(\n  name: \"x\",\n  learning_rate: Some(99999999e-99999999),\n)")),
+            needles: s(&["lr-tiny.ron:3:", "learning_rate"]),
         },
         Case {
             name: "wrong type",
@@ -144,6 +187,52 @@ fn malformed_designs_spaces_budgets_and_options() {
                 a
             },
             needles: s(&["epochs must be at least 1"]),
+        },
+        Case {
+            name: "--lr zero",
+            args: train_with(&["--lr", "0"]),
+            needles: s(&["--lr 0: expected a positive, finite learning rate"]),
+        },
+        Case {
+            name: "--lr not a number",
+            args: train_with(&["--lr", "NaN"]),
+            needles: s(&["--lr NaN: expected a positive, finite learning rate"]),
+        },
+        Case {
+            name: "--eta 2 --rungs 65 (once a division by zero)",
+            args: search(&["--eta", "2", "--rungs", "65"]),
+            needles: s(&["--rungs 65: expected 1 to 8"]),
+        },
+        Case {
+            name: "--eta 1",
+            args: search(&["--eta", "1"]),
+            needles: s(&["--eta 1: expected 2 to 10"]),
+        },
+        Case {
+            name: "--initial 0",
+            args: search(&["--initial", "0"]),
+            needles: s(&["--initial 0: expected 1 to 100000"]),
+        },
+        Case {
+            name: "--population 0",
+            args: search(&["--population", "0"]),
+            needles: s(&["--population 0: expected 1 to 10000"]),
+        },
+        Case {
+            name: "--jobs 0",
+            args: search(&["--jobs", "0"]),
+            needles: s(&["--jobs 0: expected 1 to 256"]),
+        },
+        Case {
+            name: "--max-steps 0 on a search",
+            args: search(&["--max-steps", "0"]),
+            needles: s(&["--max-steps 0: expected at least 1"]),
+        },
+        Case {
+            name: "more rungs than full fidelity has steps",
+            // The training split of 40 reviews in batches of 32: 2 steps an epoch, 1 epoch.
+            args: search(&["--rungs", "3"]),
+            needles: s(&["--rungs 3: with --eta 3 the cheapest rung would train 1/9 of the 2 full-fidelity steps"]),
         },
     ];
     check(&cases, &dir.join("cache"));

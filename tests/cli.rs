@@ -157,3 +157,55 @@ fn bad_inputs_exit_non_zero_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("tokenizer.json"), "{}", text(&out));
 }
+
+#[test]
+fn validate_reads_a_search_space_as_a_space() {
+    let dir = scratch("cli-space");
+    let model = dir.join("model");
+    pets::backbone::tiny::write_tiny_model(&model, 0).unwrap();
+    let m = model.to_str().unwrap();
+    let validate = |extra: &[&str]| {
+        let mut args = vec!["validate", "search_spaces/mam.ron", "--model", m];
+        args.extend(extra);
+        pets(&args, &dir)
+    };
+    let out = validate(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary = text(&out);
+    for want in [
+        "search space mam: 2 slots on a backbone of 2 layers, hidden 48, 4 heads",
+        "slot attn (optional): 3 options",
+        "slot ffn (optional): 2 options",
+        // Tiny encoder (2 layers, hidden 48, FFN 96). Smallest: a prefix of l=1 (2·1·48 per
+        // layer). Largest: LoRA r=48 on W_q and W_v (2·(48+48)·48 per layer) with LoRA r=48 on
+        // the FFN pair ((48+96)·48 + (96+48)·48 per layer).
+        "smallest design 192 (",
+        "largest 46,080 (",
+    ] {
+        assert!(summary.contains(want), "{want:?} missing:\n{summary}");
+    }
+    let out = validate(&["--budget", "5%"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("budget 5% = "), "{}", text(&out));
+    let out = validate(&["--budget", "100"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("search space mam: no design fits the budget of 100 trainable parameters on this backbone (the cheapest costs 192)"),
+        "{}",
+        text(&out)
+    );
+    // A design over a budget is refused too.
+    let out = pets(
+        &[
+            "validate",
+            "search_spaces/presets/lora.ron",
+            "--model",
+            m,
+            "--budget",
+            "10",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("exceed --budget 10"), "{}", text(&out));
+}

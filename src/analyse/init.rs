@@ -9,7 +9,7 @@ use crate::run::RunMetrics;
 use crate::science::cli::RunsOutcome;
 use crate::science::plan::Entry;
 use crate::science::report::collect;
-use crate::science::runner::{jobs, run_all, RunSummary, RunnerOptions};
+use crate::science::runner::{jobs, run_all, ChildRuns, RunSummary, RunnerOptions};
 use crate::science::stats::Spread;
 use crate::spec::{Design, Form, Init, Module};
 
@@ -143,6 +143,7 @@ pub fn run_sweep(
         &crate::data::SplitOptions::default(),
     )?;
     let list: Vec<Entry> = planned.iter().map(|(_, e)| e.clone()).collect();
+    let child = ChildRuns::prepare(&args.model, &list, args.max_steps, cache)?;
     let mut summary = RunSummary::default();
     if !args.report_only {
         let options = RunnerOptions::children(
@@ -153,9 +154,9 @@ pub fn run_sweep(
             &args.device,
             args.max_steps,
         )?;
-        summary = run_all(&jobs(&list, &args.runs), &options);
+        summary = run_all(&jobs(&list, &args.runs, &child), &options);
     }
-    let rows = collect(&list, &args.runs);
+    let rows = collect(&list, &args.runs, &child);
     let own = own_std(&design);
     let mut devices: Vec<String> = rows
         .iter()

@@ -90,10 +90,12 @@ impl BertConfig {
                 self.hidden_act
             ));
         }
-        if let Some(kind) = &self.model_type {
-            if !matches!(kind.as_str(), "bert" | "roberta" | "distilbert-like") {
-                return Err(format!("model_type {kind:?} is not a BERT-family encoder"));
-            }
+        // Only BERT's layout is implemented: RoBERTa, for one, numbers positions from
+        // padding_idx + 1 and would run silently wrong with BERT's position ids.
+        if let Some(kind) = self.model_type.as_deref().filter(|k| *k != "bert") {
+            return Err(format!(
+                "model_type {kind:?} is not implemented: pets runs BERT encoders (model_type \"bert\")"
+            ));
         }
         Ok(())
     }
@@ -218,6 +220,22 @@ mod tests {
 
     fn minilm_l6() -> BackboneShape {
         BackboneShape::MINILM_L6
+    }
+
+    #[test]
+    fn model_types_other_than_bert_are_refused_by_name() {
+        let mut config = crate::backbone::tiny::tiny_config();
+        for (kind, ok) in [(None, true), (Some("bert"), true), (Some("roberta"), false)] {
+            config.model_type = kind.map(String::from);
+            match (config.check(), ok) {
+                (Ok(()), true) => {}
+                (Err(e), false) => assert_eq!(
+                    e,
+                    "model_type \"roberta\" is not implemented: pets runs BERT encoders (model_type \"bert\")"
+                ),
+                (got, _) => panic!("{kind:?}: {got:?}"),
+            }
+        }
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct Example {
 pub struct Dataset {
     pub name: String,
     pub label_names: Vec<String>,
+    /// How each class is labelled in the task's own source, in head order: mr and imdb number
+    /// theirs `0`, `1`; elsewhere the same as `label_names`.
+    pub source_labels: Vec<String>,
     pub train: Vec<Example>,
     pub dev: Vec<Example>,
 }
@@ -128,8 +131,13 @@ pub fn load_task(
         } => load_file(path, text_column, label_column)?,
     };
     let (train, dev) = stratified_split(examples, options)?;
+    let source_labels = match name.as_str() {
+        "mr" | "imdb" if matches!(source, TaskSource::Builtin(_)) => vec!["0".into(), "1".into()],
+        _ => label_names.clone(),
+    };
     Ok(Dataset {
         name,
+        source_labels,
         label_names,
         train,
         dev,

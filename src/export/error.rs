@@ -72,12 +72,16 @@ pub enum ExportError {
     OutputExists { out: String },
     #[error("{0}")]
     Usage(String),
-    #[error("{path} line {line}: label {label:?} is not one of the adapter's labels ({known})")]
+    #[error(
+        "{path} line {line}: label {label:?} is not one of the adapter's labels ({known}){hint}"
+    )]
     UnknownLabel {
         path: String,
         line: u64,
         label: String,
         known: String,
+        /// How to map the file's labels, when that can be said (starts with `; `).
+        hint: String,
     },
 }
 

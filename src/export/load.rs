@@ -26,6 +26,20 @@ impl LoadedAdapter {
         &self.manifest.label_names
     }
 
+    /// The classes as the training task's source labelled them, in head order, when the run
+    /// recorded it (`metrics.source_labels`); empty otherwise.
+    pub fn source_labels(&self) -> Vec<String> {
+        let recorded = self.manifest.metrics.get("source_labels").cloned();
+        let labels: Vec<String> = recorded
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if labels.len() == self.manifest.label_names.len() {
+            labels
+        } else {
+            Vec::new()
+        }
+    }
+
     pub fn device(&self) -> &Device {
         self.model.encoder.device()
     }

@@ -2,7 +2,7 @@
 
 use super::plan::Plan;
 use super::report;
-use super::runner::{jobs, run_all, RunnerOptions};
+use super::runner::{jobs, run_all, ChildRuns, RunnerOptions};
 use crate::assets::Cache;
 use crate::backbone::config::BertConfig;
 use clap::Args;
@@ -61,6 +61,7 @@ pub fn run_unified(
     let model_dir = cache.model_dir(&plan.model)?;
     let shape = BertConfig::from_file(&model_dir.join("config.json"))?.shape();
     let (entries, skipped) = plan.entries(&root, &shape)?;
+    let child = ChildRuns::prepare(&plan.model, &entries, args.max_steps, cache)?;
     let mut summary = super::runner::RunSummary::default();
     if !args.report_only {
         let chosen: Vec<_> = entries
@@ -76,9 +77,9 @@ pub fn run_unified(
             &args.device,
             args.max_steps,
         )?;
-        summary = run_all(&jobs(&chosen, &args.runs), &options);
+        summary = run_all(&jobs(&chosen, &args.runs, &child), &options);
     }
-    let rows = report::collect(&entries, &args.runs);
+    let rows = report::collect(&entries, &args.runs, &child);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     report::write(&args.reports, &plan, &rows, &skipped, &command)?;
     Ok(RunsOutcome {

@@ -2,7 +2,7 @@
 //! spread over seeds, each finding with a verdict, and the searched designs against the baselines.
 
 use super::plan::{Entry, Plan, Skipped};
-use super::runner::{finished, run_dir};
+use super::runner::{finished, run_dir, ChildRuns};
 use super::stats::{judge, margin, Spread, MIN_EFFECT};
 use super::ScienceError;
 use crate::report::group;
@@ -37,15 +37,20 @@ impl Row<'_> {
     }
 }
 
-/// The finished runs of every entry, read from `runs`.
-pub fn collect<'a>(entries: &'a [Entry], runs: &Path) -> Vec<Row<'a>> {
+/// The finished runs of every entry, read from `runs` (those with the fingerprint `child` expects).
+pub fn collect<'a>(entries: &'a [Entry], runs: &Path, child: &ChildRuns) -> Vec<Row<'a>> {
     entries
         .iter()
         .map(|entry| {
             let runs: Vec<RunMetrics> = entry
                 .seeds
                 .iter()
-                .filter_map(|&s| finished(&run_dir(runs, entry, s), &entry.design, s, entry.epochs))
+                .filter_map(|&s| {
+                    finished(
+                        &run_dir(runs, entry, s),
+                        child.fingerprint(entry, s).as_ref(),
+                    )
+                })
                 .collect();
             let accs: Vec<f64> = runs.iter().map(|m| m.accuracy).collect();
             Row {

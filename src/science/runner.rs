@@ -1,10 +1,13 @@
 //! Runs a plan's entries × seeds as `pets train` child processes, a few at a time, skipping runs
-//! already finished under the same design and epochs, so a study resumes where it stopped.
+//! already finished with the same run fingerprint, so a study resumes where it stopped.
 
 use super::plan::Entry;
 use super::ScienceError;
-use crate::run::RunMetrics;
-use crate::spec::Design;
+use crate::assets::Cache;
+use crate::data::{SplitOptions, TaskSource};
+use crate::run::{finished_run, RunFingerprint, RunInputs, RunMetrics, RunSettings};
+use crate::train::TrainConfig;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,12 +60,92 @@ impl RunnerOptions {
     }
 }
 
-/// One seed of one entry: where it runs and what it trains.
+/// Token limit of every child run (passed to it, so that its fingerprint is the one expected).
+pub const CHILD_MAX_LEN: usize = 64;
+
+/// The fingerprints child runs will have: `pets train` with its default protocol (batch size,
+/// `CHILD_MAX_LEN`, the design's own learning rate) on each entry's task, cut to `max_steps`.
+#[derive(Debug, Clone)]
+pub struct ChildRuns {
+    model: String,
+    max_steps: Option<usize>,
+    /// Per task (and columns): its hashes, `None` where the task does not load (its runs then
+    /// count as unfinished, and a child trained on it reports why).
+    inputs: HashMap<String, Option<RunInputs>>,
+}
+
+impl ChildRuns {
+    /// Hashes the model once and each distinct task of `entries` once.
+    pub fn prepare(
+        model: &str,
+        entries: &[Entry],
+        max_steps: Option<usize>,
+        cache: &Cache,
+    ) -> crate::Result<ChildRuns> {
+        let model_dir = cache.model_dir(model)?;
+        let mut inputs = HashMap::new();
+        for entry in entries {
+            let key = task_key(entry);
+            if inputs.contains_key(&key) {
+                continue;
+            }
+            let loaded = crate::data::load_task(&source(entry), cache, &SplitOptions::default())
+                .ok()
+                .map(|dataset| RunInputs::of(model, &model_dir, &dataset))
+                .transpose()?;
+            inputs.insert(key, loaded);
+        }
+        Ok(ChildRuns {
+            model: model.to_string(),
+            max_steps,
+            inputs,
+        })
+    }
+
+    /// What the child run of `entry` with `seed` computes; `None` when its task does not load.
+    pub fn fingerprint(&self, entry: &Entry, seed: u64) -> Option<RunFingerprint> {
+        let inputs = self.inputs.get(&task_key(entry))?.as_ref()?;
+        let settings = RunSettings {
+            model: self.model.clone(),
+            task: source(entry),
+            max_len: CHILD_MAX_LEN,
+            dropout: 0.0,
+            train: TrainConfig {
+                epochs: entry.epochs,
+                seed,
+                max_steps: self.max_steps,
+                ..TrainConfig::default()
+            },
+            lr_override: None,
+            device: candle_core::Device::Cpu,
+        };
+        Some(RunFingerprint::new(&entry.design, inputs, &settings))
+    }
+}
+
+/// The task as `pets train --task` reads it (the columns when given).
+fn source(entry: &Entry) -> TaskSource {
+    match &entry.columns {
+        None => TaskSource::Builtin(entry.task.clone()),
+        Some((text, label)) => TaskSource::File {
+            path: PathBuf::from(&entry.task),
+            text_column: text.clone(),
+            label_column: label.clone(),
+        },
+    }
+}
+
+fn task_key(entry: &Entry) -> String {
+    format!("{}\t{:?}", entry.task, entry.columns)
+}
+
+/// One seed of one entry: where it runs, what it trains, and the fingerprint it will have.
 #[derive(Debug, Clone)]
 pub struct RunJob<'a> {
     pub entry: &'a Entry,
     pub seed: u64,
     pub dir: PathBuf,
+    pub fingerprint: Option<RunFingerprint>,
 }
 
 /// What became of the jobs.
@@ -84,18 +167,14 @@ pub fn run_dir(runs: &Path, entry: &Entry, seed: u64) -> PathBuf {
     runs.join(task).join(label).join(format!("seed{seed}"))
 }
 
-/// The finished run in `dir` if it trained exactly this design, seed and number of epochs.
-pub fn finished(dir: &Path, design: &Design, seed: u64, epochs: usize) -> Option<RunMetrics> {
-    let metrics: RunMetrics =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).ok()?).ok()?;
-    let trained = Design::from_file(&dir.join("design.ron")).ok()?;
-    (trained == *design && metrics.seed == seed && metrics.epochs.len() == epochs)
-        .then_some(metrics)
+/// The finished run in `dir` if it has the fingerprint `expected`.
+pub fn finished(dir: &Path, expected: Option<&RunFingerprint>) -> Option<RunMetrics> {
+    finished_run(dir, expected?)
 }
 
 /// Every seed of every entry: first seed of every entry in plan order, then the second, and so
 /// on, so that a study cut short still covers every entry once before it repeats any.
-pub fn jobs<'a>(entries: &'a [Entry], runs: &Path) -> Vec<RunJob<'a>> {
+pub fn jobs<'a>(entries: &'a [Entry], runs: &Path, child: &ChildRuns) -> Vec<RunJob<'a>> {
     let rounds = entries.iter().map(|e| e.seeds.len()).max().unwrap_or(0);
     (0..rounds)
         .flat_map(|round| {
@@ -104,6 +183,7 @@ pub fn jobs<'a>(entries: &'a [Entry], runs: &Path) -> Vec<RunJob<'a>> {
                     entry,
                     seed,
                     dir: run_dir(runs, entry, seed),
+                    fingerprint: child.fingerprint(entry, seed),
                 })
             })
         })
@@ -115,7 +195,7 @@ pub fn jobs<'a>(entries: &'a [Entry], runs: &Path) -> Vec<RunJob<'a>> {
 pub fn run_all(jobs: &[RunJob], options: &RunnerOptions) -> RunSummary {
     let pending: Vec<&RunJob> = jobs
         .iter()
-        .filter(|j| finished(&j.dir, &j.entry.design, j.seed, j.entry.epochs).is_none())
+        .filter(|j| finished(&j.dir, j.fingerprint.as_ref()).is_none())
         .collect();
     let summary = Mutex::new(RunSummary {
         reused: jobs.len() - pending.len(),
@@ -189,6 +269,11 @@ fn train_one(job: &RunJob, options: &RunnerOptions) -> Result<RunMetrics, Scienc
         .args(["--model", &options.model, "--task", &job.entry.task])
         .args(["--epochs", &job.entry.epochs.to_string()])
         .args(["--seed", &job.seed.to_string(), "--quiet"])
+        .args(["--max-len", &CHILD_MAX_LEN.to_string()])
+        .args([
+            "--batch-size",
+            &TrainConfig::default().batch_size.to_string(),
+        ])
         .arg("--out")
         .arg(&job.dir)
         .args(&options.extra);
@@ -215,6 +300,7 @@ fn train_one(job: &RunJob, options: &RunnerOptions) -> Result<RunMetrics, Scienc
     if !status.success() {
         return Err(failure(format!("pets train exited with {status}")));
     }
-    finished(&job.dir, &job.entry.design, job.seed, job.entry.epochs)
-        .ok_or_else(|| failure("no matching metrics.json after training".into()))
+    finished(&job.dir, job.fingerprint.as_ref()).ok_or_else(|| {
+        failure("no metrics.json with the expected run fingerprint after training".into())
+    })
 }

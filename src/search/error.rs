@@ -42,6 +42,13 @@ pub enum SearchError {
         store: String,
         cause: String,
     },
+    /// A search flag outside the range the search can run with (named as the user typed it).
+    #[error("{flag} {value}: {expected}")]
+    Setting {
+        flag: &'static str,
+        value: String,
+        expected: String,
+    },
     #[error("unknown sampler {name:?}: expected one of {known}")]
     UnknownSampler { name: String, known: &'static str },
 }

@@ -26,7 +26,11 @@ pub fn schedule(full_steps: usize, initial: usize, eta: usize, rungs: usize) -> 
     let mut out = Vec::with_capacity(rungs);
     let mut candidates = initial.max(1);
     for r in 0..rungs {
-        let divisor = eta.pow((rungs - 1 - r) as u32);
+        // Saturates rather than overflows: such a rung trains one step (`SearchSettings::check`
+        // refuses those settings before a study starts).
+        let divisor = eta
+            .checked_pow((rungs - 1 - r) as u32)
+            .unwrap_or(usize::MAX);
         out.push(Rung {
             steps: (full_steps / divisor).max(1),
             candidates,
@@ -72,6 +76,15 @@ mod tests {
                 .collect();
             assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn rungs_beyond_the_word_size_saturate_instead_of_dividing_by_zero() {
+        // `--eta 2 --rungs 65` once divided by zero (2^64 wrapped to 0).
+        let steps: Vec<usize> = schedule(30, 1, 2, 65).iter().map(|r| r.steps).collect();
+        assert_eq!(steps.len(), 65);
+        assert_eq!(steps[..61], [1; 61]);
+        assert_eq!(steps[61..], [3, 7, 15, 30]);
     }
 
     #[test]

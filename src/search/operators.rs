@@ -188,7 +188,7 @@ impl Fitted<'_> {
     }
 
     /// Trainable parameters of one slot's gene.
-    fn gene_cost(&self, slot: usize, g: &Genome) -> usize {
+    pub(super) fn gene_cost(&self, slot: usize, g: &Genome) -> usize {
         let Some(gene) = &g.slots[slot] else { return 0 };
         let layers = self.option(slot, gene).1.layer_counts[gene.layers];
         // Saturating: an unbounded prefix MLP width in a space costs "too much", not a panic.
@@ -302,66 +302,6 @@ impl Fitted<'_> {
             }
         }
         None
-    }
-
-    /// A lower bound on the trainable parameters of any design of the space on this backbone
-    /// (conflicts ignored): if it exceeds the budget, no design fits.
-    pub fn cheapest(&self) -> usize {
-        let slot_min: Vec<Option<usize>> = (0..self.usable.len())
-            .map(|s| {
-                self.usable[s]
-                    .iter()
-                    .filter_map(|&o| self.option_min(s, o))
-                    .min()
-            })
-            .collect();
-        let required = (0..slot_min.len()).filter(|s| !self.space.slots[*s].optional);
-        let modules = if required.clone().count() > 0 {
-            required
-                .map(|s| slot_min[s].unwrap_or(0))
-                .fold(0, usize::saturating_add)
-        } else {
-            slot_min.iter().flatten().copied().min().unwrap_or(0)
-        };
-        modules.saturating_add(self.unfreeze_cost.iter().copied().min().unwrap_or(0))
-    }
-
-    /// The cheapest gene of one option: narrowest width, every combination of the choices that
-    /// change the count (site set, layers, insertion, composition, form parameter).
-    fn option_min(&self, slot: usize, option: usize) -> Option<usize> {
-        let o = &self.space.slots[slot].options[option];
-        let fit = &self.options[slot][option];
-        let mut best: Option<usize> = None;
-        let mut probe = Genome {
-            slots: vec![None; self.usable.len()],
-            unfreeze: 0,
-            learning_rate: 0,
-        };
-        for sites in fit.site_choices() {
-            for layers in fit.layer_choices() {
-                for insertion in 0..o.insertion.len() {
-                    for composition in 0..fit.compositions.len() {
-                        for form in 0..o.form.variants() {
-                            let width = fit.widths[sites].as_ref()?.min();
-                            let gene = super::genome::Gene {
-                                option,
-                                form,
-                                sites,
-                                insertion,
-                                composition,
-                                width,
-                                layers,
-                                init: 0,
-                            };
-                            probe.slots[slot] = Some(gene);
-                            let cost = self.gene_cost(slot, &probe);
-                            best = Some(best.map_or(cost, |b| b.min(cost)));
-                        }
-                    }
-                }
-            }
-        }
-        best
     }
 
     /// A random design of the space, repaired; `None` when the draw could not be repaired.

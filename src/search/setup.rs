@@ -8,7 +8,7 @@ use super::plan::StudyPlan;
 use super::report::ReportContext;
 use super::sampler::check_feasible;
 use super::study::{fit_to_budget, settings_fingerprint, Protocol, SearchSettings, DETERMINISM};
-use super::{sampler_by_name, Budget, SearchSpace};
+use super::{sampler_by_name, Budget, SearchError, SearchSpace};
 use crate::backbone::config::{BackboneShape, BertConfig};
 use crate::run::{PreparedTask, RunSettings};
 use crate::spec::Design;
@@ -34,6 +34,22 @@ impl PreparedStudy {
         run: &RunSettings,
         cache: &crate::assets::Cache,
     ) -> crate::Result<PreparedStudy> {
+        s.check()?;
+        for (flag, value) in [
+            ("--epochs", Some(run.train.epochs)),
+            ("--max-steps", run.train.max_steps),
+        ] {
+            if value == Some(0) {
+                let expected = "expected at least 1".to_string();
+                let value = "0".to_string();
+                return Err(SearchError::Setting {
+                    flag,
+                    value,
+                    expected,
+                }
+                .into());
+            }
+        }
         let space = SearchSpace::from_file(&s.space)?;
         let budget: Budget = s.budget.parse()?;
         sampler_by_name(&s.sampler, s.seed, s.population)?;
@@ -50,7 +66,8 @@ impl PreparedStudy {
         let budget_params = budget.limit(shape.backbone_params());
         check_feasible(&space, shape, budget_params)?;
         let steps_per_epoch = task.train.len().div_ceil(run.train.batch_size);
-        let full_steps = run.train.epochs * steps_per_epoch;
+        let full_steps = full_fidelity(run, steps_per_epoch);
+        s.check_rungs(full_steps)?;
         let rungs = schedule(full_steps, s.initial, s.eta, s.rungs);
         let mut baselines = Vec::new();
         for (name, preset) in presets {
@@ -63,6 +80,18 @@ impl PreparedStudy {
         }
         let mut protocol = serde_json::to_value(Protocol::of(run)).unwrap_or_default();
         protocol["search"] = settings_fingerprint(s);
+        // What decides the trials' run fingerprints beyond the protocol: a resumed study reuses
+        // its finished trials only on the same weights, split and baseline designs.
+        protocol["inputs"] = serde_json::json!({
+            "task": task.inputs.task,
+            "model_sha256": task.inputs.model_sha256,
+            "split_sha256": task.inputs.split_sha256,
+        });
+        let baseline_designs: serde_json::Map<String, serde_json::Value> = baselines
+            .iter()
+            .map(|(name, design)| (name.clone(), super::canonical(design).into()))
+            .collect();
+        protocol["baseline_designs"] = serde_json::Value::Object(baseline_designs);
         let rung_text: Vec<String> = rungs
             .iter()
             .map(|r| format!("{}×{} steps", r.candidates, r.steps))
@@ -77,12 +106,15 @@ impl PreparedStudy {
             sampler: s.sampler.clone(),
             notes: vec![
                 format!(
-                    "Protocol: {} train / {} dev, max length {}, batch {}, full fidelity {} epochs ({} steps); rungs {}.",
+                    "Protocol: {} train / {} dev, max length {}, batch {}, full fidelity {} epochs{} ({} steps); rungs {}.",
                     task.train.len(),
                     task.dev.len(),
                     run.max_len,
                     run.train.batch_size,
                     run.train.epochs,
+                    run.train
+                        .max_steps
+                        .map_or(String::new(), |n| format!(" cut to --max-steps {n}")),
                     full_steps,
                     rung_text.join(" → ")
                 ),
@@ -115,5 +147,41 @@ impl PreparedStudy {
             population: s.population,
             train_seed: run.train.seed,
         }
+    }
+}
+
+/// Full fidelity in optimizer steps: `epochs` over the training split, cut to `--max-steps`.
+pub fn full_fidelity(run: &RunSettings, steps_per_epoch: usize) -> usize {
+    let steps = run.train.epochs * steps_per_epoch;
+    run.train.max_steps.map_or(steps, |n| n.min(steps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_steps_caps_full_fidelity() {
+        let mut run = crate::search::study::Protocol {
+            model: "m".into(),
+            task: crate::data::TaskSource::Builtin("mr".into()),
+            max_len: 64,
+            epochs: 2,
+            batch_size: 32,
+            lr: None,
+            weight_decay: 0.01,
+            seed: 0,
+            dropout: 0.0,
+            max_steps: None,
+        }
+        .settings(candle_core::Device::Cpu);
+        assert_eq!(full_fidelity(&run, 120), 240);
+        run.train.max_steps = Some(30);
+        assert_eq!(full_fidelity(&run, 120), 30);
+        // Rungs derive from the cut: 30 / 3 = 10 steps, then 30.
+        let rungs = schedule(full_fidelity(&run, 120), 6, 3, 2);
+        assert_eq!(rungs.iter().map(|r| r.steps).collect::<Vec<_>>(), [10, 30]);
+        run.train.max_steps = Some(1000);
+        assert_eq!(full_fidelity(&run, 120), 240);
     }
 }

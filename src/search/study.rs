@@ -3,7 +3,7 @@
 //! again from the store. Running it is `worker`'s (one loop for `pets search` and `pets worker`).
 
 use super::report::{write_reports, ReportContext};
-use super::Budget;
+use super::{Budget, SearchError};
 use crate::backbone::config::BackboneShape;
 use crate::params::design_cost;
 use crate::run::RunSettings;
@@ -31,6 +31,50 @@ pub struct SearchSettings {
     /// Trials trained at once; threads are split between them.
     pub jobs: usize,
     pub command: String,
+}
+
+impl SearchSettings {
+    /// Refuses `--eta`, `--rungs`, `--initial`, `--population` and `--jobs` outside the ranges
+    /// a search can run with, naming the flag.
+    pub fn check(&self) -> Result<(), SearchError> {
+        let ranges = [
+            ("--eta", self.eta, 2, 10),
+            ("--rungs", self.rungs, 1, 8),
+            ("--initial", self.initial, 1, 100_000),
+            ("--population", self.population, 1, 10_000),
+            ("--jobs", self.jobs, 1, 256),
+        ];
+        for (flag, value, low, high) in ranges {
+            if !(low..=high).contains(&value) {
+                return Err(SearchError::Setting {
+                    flag,
+                    value: value.to_string(),
+                    expected: format!("expected {low} to {high}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses rungs so many that the cheapest would train less than one step of `full_steps`.
+    pub fn check_rungs(&self, full_steps: usize) -> Result<(), SearchError> {
+        let divisor = self
+            .eta
+            .checked_pow(self.rungs.saturating_sub(1) as u32)
+            .unwrap_or(usize::MAX);
+        if divisor > full_steps {
+            return Err(SearchError::Setting {
+                flag: "--rungs",
+                value: self.rungs.to_string(),
+                expected: format!(
+                    "with --eta {} the cheapest rung would train 1/{divisor} of the {full_steps} \
+                     full-fidelity steps, less than one; use fewer rungs, a smaller --eta or more steps",
+                    self.eta
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What a rerun reproduces (`tests/faults.rs` checks the CPU claim on a tiny encoder).
@@ -87,6 +131,9 @@ pub struct Protocol {
     pub weight_decay: f64,
     pub seed: u64,
     pub dropout: f32,
+    /// `--max-steps`: full fidelity is cut to this many optimizer steps (absent in older studies).
+    #[serde(default)]
+    pub max_steps: Option<usize>,
 }
 
 impl Protocol {
@@ -101,6 +148,7 @@ impl Protocol {
             weight_decay: run.train.weight_decay,
             seed: run.train.seed,
             dropout: run.dropout,
+            max_steps: run.train.max_steps,
         }
     }
 
@@ -116,6 +164,7 @@ impl Protocol {
                 batch_size: self.batch_size,
                 weight_decay: self.weight_decay,
                 seed: self.seed,
+                max_steps: self.max_steps,
                 ..crate::train::TrainConfig::default()
             },
             lr_override: self.lr,
@@ -147,38 +196,82 @@ pub(crate) fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
     })
 }
 
+/// A text the study's stored settings hold at `key` (a JSON pointer).
+fn stored_text<'a>(settings: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    settings.pointer(key).and_then(|v| v.as_str())
+}
+
 /// Re-renders a study's reports from its store, a SQLite path or a `postgres://` URL (no lease
-/// needed: a running search or its workers are unaffected).
+/// needed: a running search or its workers are unaffected). The budget and model are the ones
+/// stored with the study unless `budget` or `model` is given; `cache` finds the model's shape.
 pub fn rerender(
     storage: &str,
     study: &str,
     reports: &Path,
-    budget: &str,
-    shape: &BackboneShape,
+    budget: Option<&str>,
+    model: Option<&str>,
+    cache: &crate::assets::Cache,
 ) -> crate::Result<Vec<PathBuf>> {
     let store = super::store::open_storage(storage)?;
     let id = store.study_id(study)?;
     let trials = store.trials(id)?;
     let settings = store.settings(id)?;
-    let budget: Budget = budget.parse()?;
-    let text = |key: &str| {
-        settings
-            .pointer(key)
-            .map(|v| v.to_string().trim_matches('"').to_string())
-            .unwrap_or_default()
+    let missing = |flag: &str| {
+        crate::Error::from(SearchError::Setting {
+            flag: if flag == "budget" {
+                "--budget"
+            } else {
+                "--model"
+            },
+            value: "(not given)".into(),
+            expected: format!("study {study} stores no {flag}; pass it"),
+        })
+    };
+    let searched_at = stored_text(&settings, "/search/budget");
+    let budget_text = budget.or(searched_at).ok_or_else(|| missing("budget"))?;
+    let model = model
+        .or(stored_text(&settings, "/model"))
+        .ok_or_else(|| missing("model"))?;
+    let dir = cache.model_dir(model)?;
+    let shape = crate::backbone::config::BertConfig::from_file(&dir.join("config.json"))?.shape();
+    let parsed: Budget = budget_text.parse()?;
+    let protocol: Option<Protocol> = serde_json::from_value(settings.clone()).ok();
+    let mut notes = vec!["Re-rendered from the study store.".to_string()];
+    if let Some(p) = &protocol {
+        notes.push(format!(
+            "Protocol: max length {}, batch {}, full fidelity {} epochs{}.",
+            p.max_len,
+            p.batch_size,
+            p.epochs,
+            p.max_steps
+                .map_or(String::new(), |n| format!(" cut to --max-steps {n}"))
+        ));
+    }
+    if let Some(at) = searched_at.filter(|at| *at != budget_text) {
+        notes.push(format!(
+            "Compared at --budget {budget_text}; the study searched at {at}."
+        ));
+    }
+    let task = match (
+        stored_text(&settings, "/inputs/task"),
+        protocol.as_ref().map(|p| &p.task),
+    ) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(crate::data::TaskSource::Builtin(name))) => name.clone(),
+        (None, Some(crate::data::TaskSource::File { path, .. })) => path.display().to_string(),
+        (None, None) => String::new(),
     };
     let ctx = ReportContext {
         study: study.to_string(),
-        model: text("/model"),
-        task: settings
-            .get("task")
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
-        budget_params: budget.limit(shape.backbone_params()),
+        model: model.to_string(),
+        task,
+        budget_params: parsed.limit(shape.backbone_params()),
         backbone_params: shape.backbone_params(),
         command: format!("pets report --study {study}"),
-        sampler: text("/search/sampler"),
-        notes: vec!["Re-rendered from the study store.".into()],
+        sampler: stored_text(&settings, "/search/sampler")
+            .unwrap_or_default()
+            .to_string(),
+        notes,
     };
     Ok(write_reports(&reports.join(study), &ctx, &trials)?)
 }

@@ -147,8 +147,8 @@ fn validate(cfg: &TrainConfig) -> Result<(), TrainError> {
         "batch sizes must be at least 1"
     } else if cfg.max_steps == Some(0) {
         "max_steps must be at least 1"
-    } else if !(cfg.lr.is_finite() && cfg.lr >= 0.0) {
-        "lr must be finite and non-negative"
+    } else if !crate::spec::is_usable_learning_rate(cfg.lr) {
+        "lr must be positive and finite"
     } else {
         return Ok(());
     };
