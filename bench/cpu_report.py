@@ -54,9 +54,12 @@ def run(cmd, log, env=None):
 
 
 def pets_train(a, design, seed, out, bf16=False, bucketing=True):
-    """One `pets train` epoch; returns (metrics, wall seconds)."""
+    """One `pets train` epoch (trained unless its metrics exist, or None when only reporting):
+    (metrics, wall seconds)."""
     metrics = out / "metrics.json"
     if not metrics.exists():
+        if a.report_only:
+            return None
         cmd = [a.pets, "--threads", str(a.threads), *(["--frozen-bf16"] if bf16 else []),
                "train", "--design", f"search_spaces/presets/{design}.ron", "--epochs", "1",
                "--seed", str(seed), "--quiet", "--out", str(out),
@@ -69,7 +72,10 @@ def pets_train(a, design, seed, out, bf16=False, bucketing=True):
 
 
 def torch_train(a, design, seed, out):
+    """One bench/e2e.py epoch, likewise: its JSON line, or None."""
     if not out.exists():
+        if a.report_only:
+            return None
         cmd = [a.python, "bench/e2e.py", "--split-dir", str(a.work / "split"), "--model-dir",
                str(a.model_dir), "--seed", str(seed), "--threads", str(a.threads)]
         cmd += (["--peft-lora", PEFT_LORA] if design == "lora"
@@ -80,36 +86,50 @@ def torch_train(a, design, seed, out):
     return json.loads(out.read_text())
 
 
+def step_bench(a, report, designs, bf16=False, rounds=7):
+    if (a.work / report).exists():
+        return
+    plans = "plans-bf16" if bf16 else "plans"
+    run([a.pets, "--threads", str(a.threads), *(["--frozen-bf16"] if bf16 else []), "bench",
+         "--designs", ",".join(designs), "--python", a.python, "--rounds", str(rounds),
+         "--work", str(a.work / plans), "--report", str(a.work / report)],
+        a.work / report.replace(".md", ".log"))
+
+
+def e2e(a, d, first="pets"):
+    sides = [lambda: pets_train(a, d, 0, a.work / "e2e" / f"pets-{d}-seed0"),
+             lambda: torch_train(a, d, 0, a.work / "e2e" / f"torch-{d}-seed0.json")]
+    for side in (sides if first == "pets" else sides[::-1]):
+        side()
+
+
 def measure(a):
-    w = a.work
-    common = ["bench", "--designs", ",".join(DESIGNS), "--python", a.python,
-              "--work", str(w / "plans")]
-    if not (w / "step.md").exists():
-        print("step bench, fp32 ...", file=sys.stderr)
-        run([a.pets, "--threads", str(a.threads), *common, "--report", str(w / "step.md")],
-            w / "step.log")
-    if not (w / "step-bf16.md").exists():
-        print("step bench, bf16 ...", file=sys.stderr)
-        run([a.pets, "--threads", str(a.threads), "--frozen-bf16", *common,
-             "--work", str(w / "plans-bf16"), "--report", str(w / "step-bf16.md")],
-            w / "step-bf16.log")
+    """The stages, most needed first; those not started by --until (UTC HH:MM) are skipped."""
+    w, e = a.work, a.work / "e2e"
     if not (w / "split" / "dev.tsv").exists():
         run([a.pets, "split", "--task", "mr", "--out-dir", str(w / "split")], w / "split.log")
-    for i, d in enumerate(DESIGNS):
-        print(f"end to end: {d}", file=sys.stderr)
-        sides = [lambda: pets_train(a, d, 0, w / "e2e" / f"pets-{d}-seed0"),
-                 lambda: torch_train(a, d, 0, w / "e2e" / f"torch-{d}-seed0.json")]
-        for side in (sides if i % 2 == 0 else sides[::-1]):
-            side()
-    for seed in range(3):
-        print(f"lora seed {seed}: bucketing, bf16", file=sys.stderr)
-        e = w / "e2e"
-        pets_train(a, "lora", seed, e / f"pets-lora-seed{seed}")
-        pets_train(a, "lora", seed, e / f"pets-lora-nobucket-seed{seed}", bucketing=False)
-        pets_train(a, "lora", seed, e / f"pets-lora-bf16-seed{seed}", bf16=True)
-    (w / "context.json").write_text(json.dumps({
-        "load_start": a.load_start, "load_end": load(), "cpu": cpu_line(),
-        "python": platform.python_version()}))
+    stages = [
+        ("train step, fp32", lambda: step_bench(a, "step.md", DESIGNS)),
+        ("end to end, lora", lambda: e2e(a, "lora", "torch")),
+        *[(f"bucketing, lora seed {s}", lambda s=s: (
+            pets_train(a, "lora", s, e / f"pets-lora-seed{s}"),
+            pets_train(a, "lora", s, e / f"pets-lora-nobucket-seed{s}", bucketing=False)))
+          for s in range(3)],
+        ("train step, bf16", lambda: step_bench(a, "step-bf16.md", DESIGNS, True, 3)),
+        *[(f"bf16, lora seed {s}", lambda s=s: pets_train(
+            a, "lora", s, e / f"pets-lora-bf16-seed{s}", bf16=True)) for s in range(3)],
+        ("end to end, scaled_parallel_adapter", lambda: e2e(a, "scaled_parallel_adapter")),
+        ("end to end, mam", lambda: e2e(a, "mam", "torch")),
+    ]
+    for name, stage in stages:
+        if a.until and time.strftime("%H:%M", time.gmtime()) >= a.until:
+            print(f"skipped (past {a.until} UTC): {name}", file=sys.stderr)
+            continue
+        print(f"{time.strftime('%H:%M:%S', time.gmtime())} {name} ...", file=sys.stderr)
+        stage()
+        ctx = json.loads((w / "context.json").read_text())
+        ctx["load_end"] = load()
+        (w / "context.json").write_text(json.dumps(ctx))
 
 
 def seeds_row(name, runs):
@@ -204,10 +224,15 @@ def main():
                    default=Path.home() / ".cache/pets/models/minilm-l6")
     p.add_argument("--report", type=Path, default=Path("reports/bench.md"))
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--until", help="UTC HH:MM after which no further stage starts")
     a = p.parse_args()
     a.command = "scripts/bench-cpu.sh"
     if not a.report_only:
-        a.load_start = load()
+        a.work.mkdir(parents=True, exist_ok=True)
+        if not (a.work / "context.json").exists():
+            (a.work / "context.json").write_text(json.dumps({
+                "load_start": load(), "load_end": load(), "cpu": cpu_line(),
+                "python": platform.python_version()}))
         measure(a)
     write_report(a)
 

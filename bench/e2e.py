@@ -38,7 +38,9 @@ import reference  # noqa: E402
 
 
 def read_tsv(path):
-    rows = [line.rstrip("\n").split("\t") for line in path.read_text().splitlines()[1:]]
+    # Only "\n" ends a row (str.splitlines would also split at U+0085 and U+2028 in a text).
+    lines = path.read_text(encoding="utf-8").split("\n")[1:]
+    rows = [line.rsplit("\t", 1) for line in lines if line]
     return [r[0] for r in rows], [r[1] for r in rows]
 
 

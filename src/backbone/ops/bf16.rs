@@ -138,7 +138,7 @@ super::simd::simd_fn! {
 /// C (m × n) = A (m × k) · Bᵀ [+ bias on every row], A row-major f32, B packed.
 pub(crate) fn product(a: &[f32], b: &Packed, bias: Option<&[f32]>) -> Result<Vec<f32>> {
     let (n, k) = (b.n, b.k);
-    if k == 0 || a.len() % k != 0 || bias.is_some_and(|v| v.len() != n) {
+    if k == 0 || !a.len().is_multiple_of(k) || bias.is_some_and(|v| v.len() != n) {
         bail!("bf16 product: A of {} for k = {k}, n = {n}", a.len());
     }
     if !supported() {

@@ -30,7 +30,7 @@ impl RealRows {
     /// From a (b, t) 0/1 attention mask: `None` unless every row is ones then zeros, or when
     /// there is no padding at all (nothing to skip).
     pub(crate) fn from_mask(mask: &[f32], t: usize) -> Option<Self> {
-        if t == 0 || mask.len() % t != 0 {
+        if t == 0 || !mask.len().is_multiple_of(t) {
             return None;
         }
         let mut lens = Vec::with_capacity(mask.len() / t);
@@ -169,6 +169,46 @@ mod tests {
         assert_eq!(c, [0., 1., 2., 3., 6., 7.]);
         let back = rows.scatter(&c, 2);
         assert_eq!(back, [0., 1., 2., 3., 0., 0., 6., 7., 0., 0., 0., 0.]);
+    }
+
+    /// Inside the scope a frozen linear (plain and with GELU) gives the same real rows, zeros at
+    /// padding, and the same input gradient at real rows (zero at padding, where the masked
+    /// loss puts none).
+    #[test]
+    fn frozen_linear_skips_padding_exactly() -> Result<()> {
+        let dev = &candle_core::Device::Cpu;
+        let mask = Tensor::new(&[[1f32, 1., 0.], [1., 0., 0.]], dev)?;
+        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1., (2, 3, 8), dev)?)?;
+        let (w, b) = (
+            Tensor::randn(0f32, 1., (5, 8), dev)?,
+            Tensor::randn(0f32, 1., 5, dev)?,
+        );
+        let keep = mask.unsqueeze(2)?;
+        for gelu in [false, true] {
+            let run = || {
+                let y = match gelu {
+                    true => super::super::linear_gelu(&x, &w, Some(&b))?,
+                    false => super::super::linear(&x, &w, Some(&b))?,
+                };
+                let dx = y.broadcast_mul(&keep)?.sqr()?.sum_all()?.backward()?;
+                Ok((y, dx.get(&x).cloned().expect("x gets a gradient")))
+            };
+            let (y_all, dx_all) = run()?;
+            let (y_real, dx_real) = real_rows_scope(&mask, run)?;
+            let close = |a: &Tensor, b: &Tensor| -> Result<f32> {
+                a.broadcast_mul(&keep)?
+                    .sub(b)?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar::<f32>()
+            };
+            assert!(close(&y_all, &y_real)? < 1e-5, "gelu {gelu}: outputs");
+            assert!(
+                close(&dx_all, &dx_real)? < 1e-5,
+                "gelu {gelu}: input gradients"
+            );
+        }
+        Ok(())
     }
 
     #[test]
