@@ -158,7 +158,7 @@ mod tests {
         assert!(rows.fits(&[2, 3, 7]) && !rows.fits(&[2, 4, 7]) && !rows.fits(&[6, 7]));
         // No padding: nothing to skip. A hole in a row: not end-padded.
         assert_eq!(RealRows::from_mask(&[1., 1., 1., 1.], 2), None);
-        assert_eq!(RealRows::from_mask(&[1., 0., 1., 1.], 2), None);
+        assert_eq!(RealRows::from_mask(&[0., 1., 1., 1.], 2), None);
     }
 
     #[test]
