@@ -192,7 +192,9 @@ def write_report(a):
           "PyTorch's OpenMP threads (which wait for each other at every op) slow down far more "
           "than pets' rayon threads, so the wall-clock ratios below flatter pets; the issue's "
           "quiet run had both sides at ~645 ms a step before this work, and "
-          "`reports/bench-cpu-profile.md` gives load-independent CPU-time numbers.", ""]
+          "`reports/bench-cpu-profile.md` gives load-independent CPU-time numbers and, from "
+          "them, quiet estimates (lora: ≈1.6× on the step, ≈1.7× end to end) that a rerun on "
+          "quiet cores should replace.", ""]
     md += section(w / "step.md", "## Training step, fp32 (`pets bench`)", 2)
     rows, verdicts, info = e2e_rows(a)
     md += ["", "## End to end: one epoch of `mr`, side by side", "",
