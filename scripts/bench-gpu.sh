@@ -17,7 +17,9 @@
 # The report comes back as $OUT/bench-gpu.md (commit it as reports/bench-gpu.md). With
 # CPU_BENCH=1 the same designs are then benchmarked on that host's CPU too, both sides pinned
 # to two cores with 2 threads (a quiet 2-core comparison, where this machine's 2 cores are
-# shared): $OUT/bench-host-cpu.md. GPU_BENCH=0 skips the GPU part.
+# shared): $OUT/bench-host-cpu.md; CPU_BF16=1 adds $OUT/bench-host-cpu-bf16.md (pets'
+# --frozen-bf16, where the host has AVX512-BF16). GPU_BENCH=0 skips the GPU part, and then a
+# CPU-only build of pets will do as .gpu/bin/pets.xz.
 # The fused ops' unit tests (src/backbone/ops/tests.rs) check the CUDA kernels against the
 # primitive-op references when built with the feature; to run them there first, carry their
 # binary as .gpu/bin/ops-tests.xz:
@@ -69,7 +71,14 @@ if [ "${GPU_BENCH:-1}" = 1 ]; then
         --report "$out/bench-gpu.md" "$@"
 fi
 if [ "${CPU_BENCH:-0}" = 1 ]; then
+    grep -m1 'model name' /proc/cpuinfo || true
     PETS_CACHE=$cache taskset -c 0,1 /tmp/pets --threads 2 bench --device cpu --python python3 \
         --work /tmp/pets-bench-cpu --report "$out/bench-host-cpu.md" "$@"
+    # CPU_BF16=1: the same with pets' frozen products in bf16 (where the host has AVX512-BF16).
+    if [ "${CPU_BF16:-0}" = 1 ] && grep -qw avx512_bf16 /proc/cpuinfo; then
+        PETS_CACHE=$cache taskset -c 0,1 /tmp/pets --threads 2 --frozen-bf16 bench --device cpu \
+            --python python3 --work /tmp/pets-bench-cpu-bf16 \
+            --report "$out/bench-host-cpu-bf16.md" "$@"
+    fi
 fi
 exit "${tests_failed:-0}"

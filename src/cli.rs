@@ -21,6 +21,10 @@ pub struct Cli {
     /// Threads for the CPU kernels (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Frozen linear products in bf16 with fp32 accumulation where the CPU has AVX512-BF16
+    /// (ignored elsewhere); sets PETS_FROZEN_BF16=1, which child runs inherit.
+    #[arg(long, global = true)]
+    pub frozen_bf16: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -303,6 +307,10 @@ pub struct RunArgs {
     /// dataset (the results are the same; for timing comparisons).
     #[arg(long)]
     pub no_frozen_cache: bool,
+    /// Batch in shuffled order only, without grouping sentences of similar length (more
+    /// padding; for measuring what bucketing changes).
+    #[arg(long)]
+    pub no_bucketing: bool,
     /// cpu or cuda
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -330,6 +338,7 @@ impl RunArgs {
             seed: self.seed,
             max_steps: self.max_steps,
             cache_frozen: !self.no_frozen_cache,
+            bucket_by_length: !self.no_bucketing,
             progress: !self.quiet,
             ..TrainConfig::default()
         };

@@ -81,6 +81,10 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if cli.frozen_bf16 {
+        // Read once by the kernels (and inherited by child runs) before any product runs.
+        std::env::set_var("PETS_FROZEN_BF16", "1");
+    }
     if let Some(threads) = cli.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

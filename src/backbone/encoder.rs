@@ -73,7 +73,9 @@ impl Encoder {
         train: bool,
     ) -> Result<Tensor> {
         let mask = additive_mask(attention_mask)?;
-        self.run_layers(first..self.layers.len(), x, &mask, plan, train)
+        ops::real_rows_scope(attention_mask, || {
+            self.run_layers(first..self.layers.len(), x, &mask, plan, train)
+        })
     }
 
     /// The hidden states entering layer `layer` (b, t, hidden) of the encoder without modules
@@ -87,8 +89,8 @@ impl Encoder {
     ) -> Result<Tensor> {
         let below = 0..layer.min(self.layers.len());
         let mask = additive_mask(attention_mask)?;
-        no_grad(|| self.run_layers(below, &self.embed(input_ids)?, &mask, &[], false))
-            .map(|x| x.detach())
+        let run = || self.run_layers(below, &self.embed(input_ids)?, &mask, &[], false);
+        no_grad(|| ops::real_rows_scope(attention_mask, run)).map(|x| x.detach())
     }
 
     /// Layers `range` in order; a layer without an entry in `plan` runs without modules.

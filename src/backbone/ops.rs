@@ -8,12 +8,14 @@
 //! feature, on CUDA/F32 (`cuda`); elsewhere they fall back to the `*_reference` versions built
 //! from primitive ops, which are also the test oracle.
 
+pub(crate) mod bf16;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 mod gelu;
 mod linear;
 mod norm;
+mod rows;
 pub(crate) mod simd;
 
 use candle_core::backend::BackendStorage;
@@ -23,6 +25,7 @@ use candle_core::{
 use cpu::MaskedSoftmax;
 use linear::{Affine, FrozenLinear};
 use norm::{AddLayerNorm, LayerNorm};
+pub use rows::real_rows_scope;
 
 /// Layer norm over the last dim; gradients flow to x, and to gamma/beta only when they are vars
 /// (or computed from vars: anything with `track_op()`).
@@ -173,6 +176,7 @@ fn fused_frozen_linear(
         gelu,
         keep: gelu && x.track_op(),
         gelu_grad: Default::default(),
+        rows: rows::current().filter(|r| r.fits(x.dims())),
     };
     x.contiguous()?.apply_op1(op).map(Some)
 }

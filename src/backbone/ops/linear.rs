@@ -1,5 +1,7 @@
 //! Linear layers on CPU/F32, each a single graph node: frozen (backward gives dx only; GELU
-//! optionally fused into the output) and trainable (dx, dW and db from one backward).
+//! optionally fused into the output; products in bf16 when `bf16::enabled`; only the real
+//! rows of a padded batch inside `rows::real_rows_scope`) and trainable (dx, dW and db from
+//! one backward).
 //!
 //! gemm writes straight into fresh buffers, the bias pre-filled as the accumulator, so there
 //! is no zero-fill and no separate bias pass; unfused, candle's graph adds reshape, transpose
@@ -7,13 +9,14 @@
 
 use super::cpu::{filled_with, slice, task_rows};
 use super::gelu::{gelu_par, times};
+use super::rows::RealRows;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Storage,
     Tensor,
 };
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// lhs (m×k) · rhs (k×n) [+ `bias` on every row] as a fresh row-major (m×n) buffer, element
 /// (r, c) of lhs at lhs[r·lrs + c·lcs] and likewise for rhs. gemm writes straight into the
@@ -144,6 +147,28 @@ pub(super) struct FrozenLinear {
     /// With `gelu` and a backward pass to come: keep gelu'(pre-activation).
     pub(super) keep: bool,
     pub(super) gelu_grad: OnceLock<Vec<f32>>,
+    /// Multiply only these rows of a padded batch (zeros at padding), forward and backward.
+    pub(super) rows: Option<Arc<RealRows>>,
+}
+
+impl FrozenLinear {
+    /// rows × k of `x` (compact when `rows` is set) · Wᵀ [+ bias], in bf16 when enabled.
+    fn product(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, n: usize) -> Result<Vec<f32>> {
+        if super::bf16::enabled() {
+            let packed = super::bf16::packed(self.weight.id(), w, n);
+            return super::bf16::product(x, &packed.0, bias);
+        }
+        forward(x, w, bias, n)
+    }
+
+    /// g · W, likewise.
+    fn input_grad(&self, g: &[f32], w: &[f32], n: usize) -> Result<Vec<f32>> {
+        if super::bf16::enabled() {
+            let packed = super::bf16::packed(self.weight.id(), w, n);
+            return super::bf16::product(g, &packed.1, None);
+        }
+        input_grad(g, w, n)
+    }
 }
 
 impl CustomOp1 for FrozenLinear {
@@ -153,13 +178,17 @@ impl CustomOp1 for FrozenLinear {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (ws, wl) = self.weight.storage_and_layout();
-        let (w, n) = (cpu(&ws, wl)?, wl.dims()[0]);
+        let (w, (n, k)) = (cpu(&ws, wl)?, wl.shape().dims2()?);
         let bias_guard = self.bias.as_ref().map(|b| b.storage_and_layout());
         let bias = match &bias_guard {
             Some((s, l)) => Some(cpu(s, l)?),
             None => None,
         };
-        let z = forward(slice(s, l)?, w, bias, n)?;
+        let x = slice(s, l)?;
+        let z = match &self.rows {
+            Some(rows) => self.product(&rows.gather(x, k), w, bias, n)?,
+            None => self.product(x, w, bias, n)?,
+        };
         let y = if self.gelu {
             let (y, d) = gelu_par(&z, self.keep);
             if let Some(d) = d {
@@ -169,20 +198,39 @@ impl CustomOp1 for FrozenLinear {
         } else {
             z
         };
+        let y = match &self.rows {
+            Some(rows) => rows.scatter(&y, n),
+            None => y,
+        };
         Ok((CpuStorage::F32(y), out_shape(l, n)))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
         let ((gs, gl), (ws, wl)) = (grad.storage_and_layout(), self.weight.storage_and_layout());
-        let (g, w, n) = (cpu(&gs, gl)?, cpu(&ws, wl)?, wl.dims()[0]);
-        let dx = if self.gelu {
+        let (g, w, (n, k)) = (cpu(&gs, gl)?, cpu(&ws, wl)?, wl.shape().dims2()?);
+        let compact;
+        let g = match &self.rows {
+            Some(rows) => {
+                compact = rows.gather(g, n);
+                &compact[..]
+            }
+            None => g,
+        };
+        let through_gelu;
+        let g = if self.gelu {
             let Some(d) = self.gelu_grad.get() else {
                 bail!("frozen linear: backward without the kept GELU derivative");
             };
-            input_grad(&times(g, d)?, w, n)?
+            through_gelu = times(g, d)?;
+            &through_gelu[..]
         } else {
-            input_grad(g, w, n)?
+            g
+        };
+        let dx = self.input_grad(g, w, n)?;
+        let dx = match &self.rows {
+            Some(rows) => rows.scatter(&dx, k),
+            None => dx,
         };
         Ok(Some(Tensor::from_vec(dx, x.shape(), &Device::Cpu)?))
     }
