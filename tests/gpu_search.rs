@@ -34,7 +34,10 @@ fn search_on_gpu(jobs: &str) -> Vec<(usize, String, f64)> {
     let text = finished(&out);
     assert!(out.status.success(), "--jobs {jobs}: {text}");
     let all = trials(&dir);
-    let failed: Vec<_> = all.iter().filter(|t| t.state != TrialState::Complete).collect();
+    let failed: Vec<_> = all
+        .iter()
+        .filter(|t| t.state != TrialState::Complete)
+        .collect();
     assert!(failed.is_empty(), "--jobs {jobs}: {failed:#?}\n{text}");
     assert_eq!(all.len(), 11, "--jobs {jobs}: {text}");
     let mut rows: Vec<_> = all

@@ -12,9 +12,8 @@ use tiny_study::{finished, scratch, short_command, trials, SHORT};
 /// The first trial was claimed and stopped on `cause`; nothing is recorded as failed.
 fn assert_stopped_at_trial_0(dir: &std::path::Path, text: &str, cause: &str) {
     assert!(
-        text.contains(
-            "error: study tiny stopped: trial 0 hit an error that is not its design's ("
-        ) && text.contains("the trial stays claimed and is trained again when the study resumes"),
+        text.contains("error: study tiny stopped: trial 0 hit an error that is not its design's (")
+            && text.contains("the trial stays claimed and is trained again when the study resumes"),
         "{text}"
     );
     assert!(text.contains(cause), "{text}");
@@ -29,13 +28,13 @@ fn assert_stopped_at_trial_0(dir: &std::path::Path, text: &str, cause: &str) {
 fn assert_resumes(dir: &std::path::Path, out: &std::process::Output) {
     let text = finished(out);
     assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("trial   0 re-claimed (attempt 2)"),
-        "{text}"
-    );
+    assert!(text.contains("trial   0 re-claimed (attempt 2)"), "{text}");
     let all = trials(dir);
     assert_eq!(all.len(), 4, "{text}");
-    assert!(all.iter().all(|t| t.state == TrialState::Complete), "{text}");
+    assert!(
+        all.iter().all(|t| t.state == TrialState::Complete),
+        "{text}"
+    );
     assert_eq!(all[0].attempts, 2);
 }
 
@@ -83,10 +82,28 @@ fn a_study_whose_every_trial_fails_says_so_and_exits_non_zero() {
     let path = |p: &str| dir.join(p).to_string_lossy().to_string();
     // The tiny study's short protocol with a learning rate no design survives.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pets"))
-        .args(["search", "--space", "search_spaces/mam.ron", "--budget", "5%"])
+        .args([
+            "search",
+            "--space",
+            "search_spaces/mam.ron",
+            "--budget",
+            "5%",
+        ])
         .args(["--study", "tiny", "--model", &path("model"), "--quiet"])
-        .args(["--task", &path("reviews.tsv"), "--text-column", "text", "--lr", "1e300"])
-        .args(["--storage", &path("study.sqlite"), "--reports", &path("reports")])
+        .args([
+            "--task",
+            &path("reviews.tsv"),
+            "--text-column",
+            "text",
+            "--lr",
+            "1e300",
+        ])
+        .args([
+            "--storage",
+            &path("study.sqlite"),
+            "--reports",
+            &path("reports"),
+        ])
         .args(SHORT)
         .env("PETS_CACHE", dir.join("cache"))
         .output()

@@ -127,8 +127,9 @@ impl ClaimLoop<'_> {
         let trained = || -> crate::Result<RunMetrics> {
             bind_thread(&settings.device)?;
             let (metrics, model) = train_design(&row.design, task, &settings, Some(&folder))?;
-            // Its tensors are freed on the thread that trained them; binding again reports,
-            // as this trial's, any failure the driver recorded meanwhile.
+            // Its tensors are freed here, on the thread and stream that made them (the CUDA
+            // safety note of `prepare_device`); binding again reports, as this trial's, any
+            // failure the driver recorded meanwhile.
             drop(model);
             bind_thread(&settings.device)?;
             Ok(metrics)

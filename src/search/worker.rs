@@ -150,7 +150,10 @@ pub fn run_worker(
         None => Vec::new(),
     };
     if !trials.is_empty() && !trials.iter().any(|t| t.state == TrialState::Complete) {
-        let first = trials.iter().find_map(|t| t.error.clone()).unwrap_or_default();
+        let first = trials
+            .iter()
+            .find_map(|t| t.error.clone())
+            .unwrap_or_default();
         return Err(SearchError::AllFailed {
             study: s.study.clone(),
             trials: trials.len(),
