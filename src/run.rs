@@ -201,19 +201,42 @@ pub fn reusable_run(
     finished_run(dir, &RunFingerprint::new(design, &task.inputs, settings))
 }
 
-/// The device a command line names (`cpu` or `cuda`, GPU 0); `None` for any other name.
+/// The device a command line names (`cpu` or `cuda`, GPU 0); `None` for any other name. The GPU
+/// is opened once per process and shared: later calls return the same device (one context, one
+/// cuBLAS handle), bound to the calling thread.
 pub fn open_device(name: &str) -> candle_core::Result<Option<Device>> {
     match name {
         "cpu" => Ok(Some(Device::Cpu)),
         "cuda" => {
+            static OPENED: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
+            let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(device) = opened.as_ref() {
+                bind_thread(device)?;
+                return Ok(Some(device.clone()));
+            }
+            // candle's per-thread default streams: the `--jobs` claim loops of a search run
+            // side by side on the GPU (34 s for the README's search, 54 s on one shared stream).
             let device = Device::new_cuda(0)?;
             #[cfg(feature = "cuda")]
             if let Device::Cuda(cuda) = &device {
                 crate::backbone::ops::cuda::prepare_device(cuda)?;
             }
+            *opened = Some(device.clone());
             Ok(Some(device))
         }
         _ => Ok(None),
+    }
+}
+
+/// Makes `device`'s CUDA context current on the calling thread (nothing on the CPU). Every thread
+/// that touches GPU memory needs it first, freeing a tensor included: the driver refuses calls
+/// from a thread without a context, and cudarc reports a failed free at the next call of any
+/// thread (`CUDA_ERROR_INVALID_CONTEXT` in some other trial).
+pub fn bind_thread(device: &Device) -> candle_core::Result<()> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(cuda) => crate::backbone::ops::cuda::bind_to_thread(cuda),
+        _ => Ok(()),
     }
 }
 

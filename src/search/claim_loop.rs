@@ -1,7 +1,10 @@
 //! One claim-train-finish loop of a worker (a process runs `--jobs` of them, each with its own
 //! store connection and share of the threads), the heartbeat that keeps its claim, and what the
-//! end of a trial refreshes: the progress bar and, for `pets search`, the reports.
+//! end of a trial refreshes: the progress bar and, for `pets search`, the reports. A trial whose
+//! error is not its design's (`blame`) stops every loop of the process and stays claimed, to be
+//! trained again on resume.
 
+use super::blame::{blame, Blame};
 use super::plan::StudyPlan;
 use super::report::write_reports;
 use super::setup::PreparedStudy;
@@ -9,10 +12,11 @@ use super::store::TrialRow;
 use super::store::{Claim, StoreError, StudyId, StudyStore, TrialEnd, TrialId, TrialResult};
 use super::study::trial_folder_in;
 use super::worker::WorkerSettings;
-use super::TrialState;
-use crate::run::{train_design, RunSettings};
+use super::{SearchError, TrialState};
+use crate::run::{bind_thread, train_design, RunMetrics, RunSettings};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +32,8 @@ pub(super) struct Shared<'a> {
     /// The reports folder refreshed after every trial (`pets search`), one writer at a time:
     /// loops of one process would otherwise share a temporary file name.
     pub reports: Option<(PathBuf, Mutex<()>)>,
+    /// Set when a loop stops on an error: the others claim nothing more.
+    pub stop: AtomicBool,
 }
 
 /// One claim-train-finish loop with its own store connection.
@@ -39,10 +45,25 @@ pub(super) struct ClaimLoop<'a> {
 
 impl ClaimLoop<'_> {
     /// Claims and trains until the budget is spent and nothing runs; the trials it trained to
-    /// the end (its result counted).
+    /// the end (its result counted). An error stops the other loops of the process too.
     pub fn work(self, threads: usize) -> crate::Result<usize> {
+        let worked = self.claim_and_train(threads);
+        if worked.is_err() {
+            self.shared.stop.store(true, Ordering::SeqCst);
+        }
+        worked
+    }
+
+    fn claim_and_train(&self, threads: usize) -> crate::Result<usize> {
+        // This thread frees what a trial returns; the pool's threads train.
+        let device = self.shared.run.device.clone();
+        bind_thread(&device)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
+            // A failure here shows when the trial binds its own thread again (`train`).
+            .start_handler(move |_| {
+                let _ = bind_thread(&device);
+            })
             .build()
             .map_err(|e| crate::Error::Internal(e.to_string()))?;
         let ws = self.shared.ws;
@@ -50,6 +71,9 @@ impl ClaimLoop<'_> {
         let poll = (ws.stale_after / 8).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut trained = 0;
         loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Ok(trained);
+            }
             let plan = self.shared.plan;
             let claim =
                 self.store
@@ -80,7 +104,8 @@ impl ClaimLoop<'_> {
 
     /// Trains a claimed trial and records how it ended; `false` when another worker re-claimed
     /// it meanwhile (this worker was presumed dead: its result is dropped, theirs counts).
-    /// A training error fails the trial and the study goes on; a store error stops the loop.
+    /// The design's own error fails the trial and the study goes on; any other error (the
+    /// device, I/O, the store) stops the loop and leaves the trial running in the store.
     fn train(&self, row: &TrialRow, pool: &rayon::ThreadPool) -> crate::Result<bool> {
         let ws = self.shared.ws;
         let every = (ws.stale_after / 4).max(Duration::from_millis(50));
@@ -99,15 +124,33 @@ impl ClaimLoop<'_> {
         let started = Instant::now();
         let task = &self.shared.study.task;
         // Only the training runs on the pool: the store connection stays on this thread.
-        let end = match pool.install(|| train_design(&row.design, task, &settings, Some(&folder))) {
-            Ok((metrics, _)) => TrialEnd::Complete(TrialResult {
+        let trained = || -> crate::Result<RunMetrics> {
+            bind_thread(&settings.device)?;
+            let (metrics, model) = train_design(&row.design, task, &settings, Some(&folder))?;
+            // Its tensors are freed here, on the thread and stream that made them (the CUDA
+            // safety note of `prepare_device`); binding again reports, as this trial's, any
+            // failure the driver recorded meanwhile.
+            drop(model);
+            bind_thread(&settings.device)?;
+            Ok(metrics)
+        };
+        let end = match pool.install(trained) {
+            Ok(metrics) => TrialEnd::Complete(TrialResult {
                 accuracy: metrics.accuracy,
                 params: metrics.trainable_params,
                 percent: metrics.trainable_percent,
                 seconds: started.elapsed().as_secs_f64(),
                 metrics: serde_json::to_value(&metrics).unwrap_or_default(),
             }),
-            Err(e) => TrialEnd::Failed(e.to_string()),
+            Err(e) if blame(&e) == Blame::Design => TrialEnd::Failed(e.to_string()),
+            Err(e) => {
+                return Err(SearchError::Stopped {
+                    study: ws.search.study.clone(),
+                    trial: row.number,
+                    cause: e.to_string(),
+                }
+                .into())
+            }
         };
         drop(beat);
         let name = row.label.as_deref().unwrap_or(&row.design.name);

@@ -49,6 +49,21 @@ pub enum SearchError {
         value: String,
         expected: String,
     },
+    /// Training a trial failed for a reason that is not its design's (see `search::blame`): the
+    /// study stops, and the trial, still running in the store, is claimed again on resume.
+    #[error("study {study} stopped: trial {trial} hit an error that is not its design's ({cause}); the trial stays claimed and is trained again when the study resumes (fix the cause, then run the same command again)")]
+    Stopped {
+        study: String,
+        trial: usize,
+        cause: String,
+    },
+    /// The study ended with no trial complete.
+    #[error("study {study}: all {trials} trials failed (the first: {first}); see the error column of trials.csv")]
+    AllFailed {
+        study: String,
+        trials: usize,
+        first: String,
+    },
     #[error("unknown sampler {name:?}: expected one of {known}")]
     UnknownSampler { name: String, known: &'static str },
 }

@@ -1,5 +1,6 @@
 //! Multi-objective design search: spaces, samplers, Pareto utilities, the study store, reports.
 
+pub mod blame;
 pub mod bounds;
 pub mod budget;
 pub mod canonical;

@@ -20,8 +20,9 @@ use super::study::SearchSettings;
 use super::{SearchError, TrialState};
 use crate::run::RunSettings;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which command runs the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,7 @@ pub fn run_worker(
     cache: &crate::assets::Cache,
 ) -> crate::Result<WorkerOutcome> {
     let s = &ws.search;
+    let started = Instant::now();
     let study = PreparedStudy::prepare(s, run, cache)?;
     let plan = study.plan(s, run);
     let (store, id, _lease) = open_study(ws, &study.protocol)?;
@@ -95,6 +97,7 @@ pub fn run_worker(
         ws,
         bar: progress_bar(plan.budget(), ended),
         reports: (ws.role == Role::Search).then(|| (s.reports.join(&s.study), Mutex::new(()))),
+        stop: AtomicBool::new(false),
     };
 
     let jobs = s.jobs.max(1);
@@ -128,8 +131,15 @@ pub fn run_worker(
     }
 
     let trials = store.trials(id)?;
+    let mut context = study.report.clone();
+    context.notes.push(format!(
+        "Wall clock of the process that wrote these reports: {:.0} s, from loading the task to \
+         the last trial (`--jobs {}`).",
+        started.elapsed().as_secs_f64(),
+        jobs
+    ));
     let report_files = match &shared.reports {
-        Some((folder, _)) => write_reports(folder, &study.report, &trials).map_err(|e| {
+        Some((folder, _)) => write_reports(folder, &context, &trials).map_err(|e| {
             SearchError::ReportsNotWritten {
                 study: s.study.clone(),
                 trials: trials.len(),
@@ -139,6 +149,18 @@ pub fn run_worker(
         })?,
         None => Vec::new(),
     };
+    if !trials.is_empty() && !trials.iter().any(|t| t.state == TrialState::Complete) {
+        let first = trials
+            .iter()
+            .find_map(|t| t.error.clone())
+            .unwrap_or_default();
+        return Err(SearchError::AllFailed {
+            study: s.study.clone(),
+            trials: trials.len(),
+            first,
+        }
+        .into());
+    }
     Ok(WorkerOutcome {
         trained,
         front: front_table(&trials, study.budget_params, study.shape.backbone_params()),

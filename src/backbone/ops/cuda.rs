@@ -30,13 +30,14 @@ pub(crate) const MODULE: &str = "pets_kernels";
 /// Row kernels run one warp per row, this many warps per block.
 const WARPS_PER_BLOCK: usize = 4;
 
-/// Readies a freshly opened GPU for pets: one thread drives it, and buffers come and go by the
-/// thousand per step.
+/// Readies a freshly opened GPU for pets: buffers come and go by the thousand per step, each on
+/// the per-thread stream of the thread that drives it.
 pub(crate) fn prepare_device(dev: &CudaDevice) -> Result<()> {
     use candle_core::cuda_backend::cudarc::driver::{result, sys};
-    // SAFETY: pets drives the GPU from one thread, on candle's stream of that thread, so no
-    // buffer is shared between streams. Tracking would create and destroy two CUDA events per
-    // buffer, i.e. per op.
+    // SAFETY: a run's tensors are made, used and freed by the one thread that trains it (a
+    // search trial's too: `search::claim_loop` frees them before handing back the metrics), on
+    // that thread's stream, so no buffer is shared between streams. Tracking would create and
+    // destroy two CUDA events per buffer, i.e. per op.
     unsafe { dev.disable_event_tracking() };
     // The stream-ordered allocator hands freed memory back to the driver at every
     // synchronisation (one per step: the loss is read) unless told to keep it; every step would
@@ -50,6 +51,11 @@ pub(crate) fn prepare_device(dev: &CudaDevice) -> Result<()> {
         result::mem_pool::set_attribute(pool, attr, (&raw mut keep).cast()).w()?;
     }
     Ok(())
+}
+
+/// Makes the device's context current on the calling thread (see `run::bind_thread`).
+pub(crate) fn bind_to_thread(dev: &CudaDevice) -> Result<()> {
+    dev.cuda_stream().context().bind_to_thread().w()
 }
 
 /// Whether every tensor is a CUDA f32 tensor (so the kernels here apply).
