@@ -231,12 +231,27 @@ pub struct SearchArgs {
     /// nsga2 or random
     #[arg(long, default_value = "nsga2")]
     pub sampler: String,
-    /// Candidates trained at the cheapest fidelity.
+    /// Designs of the first generation (random), trained at the cheapest fidelity.
     #[arg(long, default_value_t = 12)]
     pub initial: usize,
-    /// Designs proposed between looks at the results.
+    /// Designs of every later generation (NSGA-II's offspring and parents).
     #[arg(long, default_value_t = 6)]
     pub population: usize,
+    /// Search trials in all, promotions included (baselines and confirmation runs are not
+    /// counted). Default 40, or no limit when --timeout is given.
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// The study's wall time, summed over resumes (90s, 45m, 2h, 1h30m): once spent no new
+    /// search trial starts; running ones finish, then the confirmation runs.
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Front designs (the most accurate within the budget) retrained over seeds after the search.
+    #[arg(long, default_value_t = 3)]
+    pub confirm_top: usize,
+    /// Seeds each confirmed design and every baseline is trained with, the search's own run as
+    /// the first (1: no confirmation).
+    #[arg(long, default_value_t = 3)]
+    pub confirm_seeds: usize,
     /// Successive-halving factor: each rung keeps 1/eta of the candidates at eta× the steps.
     #[arg(long, default_value_t = 3)]
     pub eta: usize,

@@ -283,12 +283,17 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn search_settings(search: SearchArgs) -> SearchSettings {
+fn search_settings(search: SearchArgs) -> Result<SearchSettings> {
+    let timeout = search
+        .timeout
+        .as_deref()
+        .map(pets::search::limits::parse_timeout)
+        .transpose()?;
     let space_stem = search
         .space
         .file_stem()
         .map(|s| s.to_string_lossy().to_string());
-    SearchSettings {
+    Ok(SearchSettings {
         study: search
             .study
             .clone()
@@ -300,6 +305,10 @@ fn search_settings(search: SearchArgs) -> SearchSettings {
         seed: search.search_seed,
         initial: search.initial,
         population: search.population,
+        trials: search.trials,
+        timeout,
+        confirm_top: search.confirm_top,
+        confirm_seeds: search.confirm_seeds,
         eta: search.eta,
         rungs: search.rungs,
         baselines: search.baselines,
@@ -307,7 +316,7 @@ fn search_settings(search: SearchArgs) -> SearchSettings {
         reports: search.reports,
         jobs: search.jobs,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-    }
+    })
 }
 
 fn worker_settings(search: SearchArgs, worker: WorkerArgs, role: Role) -> Result<WorkerSettings> {
@@ -323,7 +332,7 @@ fn worker_settings(search: SearchArgs, worker: WorkerArgs, role: Role) -> Result
         None => WorkerSettings::default_trials_dir(&storage)?,
     };
     Ok(WorkerSettings {
-        search: search_settings(search),
+        search: search_settings(search)?,
         storage,
         trials_dir,
         stale_after: std::time::Duration::from_secs_f64(worker.stale_after),

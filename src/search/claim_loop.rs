@@ -78,7 +78,7 @@ impl ClaimLoop<'_> {
             let claim =
                 self.store
                     .claim(self.shared.id, &self.owner, ws.stale_after, &mut |rows| {
-                        Ok(plan.next(rows)?)
+                        Ok(plan.next(rows, super::store::now())?)
                     })?;
             let row = match claim {
                 Claim::Done => return Ok(trained),
@@ -117,6 +117,8 @@ impl ClaimLoop<'_> {
         );
         let mut settings = self.shared.run.clone();
         settings.train.max_steps = Some(row.fidelity);
+        // Confirmation runs train with their own seed; every other trial has the study's.
+        settings.train.seed = row.seed;
         settings.train.epochs = row.fidelity.div_ceil(self.shared.study.steps_per_epoch);
         settings.train.progress = false;
         // Every trial keeps its trained tensors, so a design picked from the front exports as is.
@@ -158,9 +160,12 @@ impl ClaimLoop<'_> {
             Ok(()) => {
                 self.say(match &end {
                     TrialEnd::Complete(r) => format!(
-                        "trial {:>3} rung {} {:>6} steps  acc {:.4}  params {:>9}  {name}",
+                        "trial {:>3} {} {:>6} steps  acc {:.4}  params {:>9}  {name}",
                         row.number,
-                        row.rung,
+                        match row.kind {
+                            super::store::TrialKind::Confirm => format!("seed {}", row.seed),
+                            _ => format!("rung {}", row.rung),
+                        },
                         row.fidelity,
                         r.accuracy,
                         crate::report::group(r.params)

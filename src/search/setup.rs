@@ -4,6 +4,7 @@
 //! the rungs, the baselines fitted to the budget and the report context are derived from it.
 
 use super::fidelity::{schedule, Rung};
+use super::generations::Layout;
 use super::plan::StudyPlan;
 use super::report::ReportContext;
 use super::sampler::check_feasible;
@@ -92,10 +93,35 @@ impl PreparedStudy {
             .map(|(name, design)| (name.clone(), super::canonical(design).into()))
             .collect();
         protocol["baseline_designs"] = serde_json::Value::Object(baseline_designs);
-        let rung_text: Vec<String> = rungs
-            .iter()
-            .map(|r| format!("{}×{} steps", r.candidates, r.steps))
-            .collect();
+        let layout = layout(s);
+        let steps: Vec<String> = rungs.iter().map(|r| r.steps.to_string()).collect();
+        let bracket = |size: usize| {
+            let sizes: Vec<String> = layout.bracket(size).iter().map(|n| n.to_string()).collect();
+            sizes.join(" → ")
+        };
+        let limits = s.limits();
+        let budget_text = match (limits.trials, limits.timeout) {
+            (Some(n), None) => format!("{n} search trials"),
+            (None, Some(t)) => format!("{} of wall time", super::limits::describe(t)),
+            (Some(n), Some(t)) => format!(
+                "{n} search trials or {} of wall time, whichever ends first",
+                super::limits::describe(t)
+            ),
+            (None, None) => "no limit".into(),
+        };
+        let generations = format!(
+            "Search: generation 0 of {} designs (rungs {}), then generations of {} ({}), at {} steps; budget {budget_text}{}; confirmation: the {} most accurate front designs and every baseline over {} seeds (seeds {}–{}).",
+            s.initial,
+            bracket(s.initial),
+            s.population,
+            bracket(s.population),
+            steps.join(" → "),
+            layout.generations().map_or(String::new(), |g| format!(" ({g} generations)")),
+            s.confirm_top,
+            s.confirm_seeds,
+            run.train.seed,
+            run.train.seed + s.confirm_seeds.max(1) as u64 - 1,
+        );
         let report = ReportContext {
             study: s.study.clone(),
             model: run.model.clone(),
@@ -106,7 +132,7 @@ impl PreparedStudy {
             sampler: s.sampler.clone(),
             notes: vec![
                 format!(
-                    "Protocol: {} train / {} dev, max length {}, batch {}, full fidelity {} epochs{} ({} steps); rungs {}.",
+                    "Protocol: {} train / {} dev, max length {}, batch {}, full fidelity {} epochs{} ({} steps).",
                     task.train.len(),
                     task.dev.len(),
                     run.max_len,
@@ -116,8 +142,8 @@ impl PreparedStudy {
                         .max_steps
                         .map_or(String::new(), |n| format!(" cut to --max-steps {n}")),
                     full_steps,
-                    rung_text.join(" → ")
                 ),
+                generations,
                 DETERMINISM.to_string(),
             ],
         };
@@ -140,13 +166,28 @@ impl PreparedStudy {
             space: &self.space,
             shape: self.shape,
             budget_params: self.budget_params,
-            rungs: self.rungs.clone(),
+            steps: self.rungs.iter().map(|r| r.steps).collect(),
+            layout: layout(s),
+            limits: s.limits(),
             baselines: self.baselines.clone(),
             sampler: s.sampler.clone(),
             search_seed: s.seed,
             population: s.population,
             train_seed: run.train.seed,
+            confirm_top: s.confirm_top,
+            confirm_seeds: s.confirm_seeds,
         }
+    }
+}
+
+/// The generations the settings lay out.
+fn layout(s: &SearchSettings) -> Layout {
+    Layout {
+        initial: s.initial,
+        population: s.population,
+        eta: s.eta,
+        rungs: s.rungs,
+        trials: s.limits().trials,
     }
 }
 

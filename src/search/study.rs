@@ -2,6 +2,7 @@
 //! baselines fitted to its budget, where its trials' run folders live; and its reports rendered
 //! again from the store. Running it is `worker`'s (one loop for `pets search` and `pets worker`).
 
+use super::limits::Limits;
 use super::report::{write_reports, ReportContext};
 use super::{Budget, SearchError};
 use crate::backbone::config::BackboneShape;
@@ -18,10 +19,18 @@ pub struct SearchSettings {
     pub budget: String,
     pub sampler: String,
     pub seed: u64,
-    /// Candidates trained at the cheapest rung.
+    /// Designs of the first generation (drawn at random).
     pub initial: usize,
-    /// Designs the sampler proposes between looks at the results (NSGA-II's population).
+    /// Designs of every later generation, and NSGA-II's parents.
     pub population: usize,
+    /// `--trials`: search trials in all, promotions included (see `limits`).
+    pub trials: Option<usize>,
+    /// `--timeout`: the study's wall time, summed over resumes.
+    pub timeout: Option<std::time::Duration>,
+    /// `--confirm-top`: front designs retrained over seeds after the search.
+    pub confirm_top: usize,
+    /// `--confirm-seeds`: seeds of each confirmed design and baseline, the search's run included.
+    pub confirm_seeds: usize,
     pub eta: usize,
     pub rungs: usize,
     /// Named presets evaluated in the same study, fitted to the budget.
@@ -34,14 +43,17 @@ pub struct SearchSettings {
 }
 
 impl SearchSettings {
-    /// Refuses `--eta`, `--rungs`, `--initial`, `--population` and `--jobs` outside the ranges
-    /// a search can run with, naming the flag.
+    /// Refuses `--eta`, `--rungs`, `--initial`, `--population`, `--trials`, `--confirm-top`,
+    /// `--confirm-seeds` and `--jobs` outside the ranges a search can run with, naming the flag.
     pub fn check(&self) -> Result<(), SearchError> {
         let ranges = [
             ("--eta", self.eta, 2, 10),
             ("--rungs", self.rungs, 1, 8),
             ("--initial", self.initial, 1, 100_000),
             ("--population", self.population, 1, 10_000),
+            ("--trials", self.trials.unwrap_or(1), 1, 1_000_000),
+            ("--confirm-top", self.confirm_top, 0, 100),
+            ("--confirm-seeds", self.confirm_seeds, 1, 100),
             ("--jobs", self.jobs, 1, 256),
         ];
         for (flag, value, low, high) in ranges {
@@ -54,6 +66,11 @@ impl SearchSettings {
             }
         }
         Ok(())
+    }
+
+    /// The trial and time budgets these settings give (see [`Limits::new`]).
+    pub fn limits(&self) -> Limits {
+        Limits::new(self.trials, self.timeout)
     }
 
     /// Refuses rungs so many that the cheapest would train less than one step of `full_steps`.
@@ -192,7 +209,9 @@ pub(crate) fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
     serde_json::json!({
         "space": s.space, "budget": s.budget, "sampler": s.sampler, "seed": s.seed,
         "initial": s.initial, "population": s.population, "eta": s.eta, "rungs": s.rungs,
-        "baselines": s.baselines,
+        "baselines": s.baselines, "trials": s.limits().trials,
+        "timeout_seconds": s.timeout.map(|t| t.as_secs_f64()),
+        "confirm_top": s.confirm_top, "confirm_seeds": s.confirm_seeds,
     })
 }
 

@@ -77,11 +77,11 @@ pub fn run_worker(
     let (store, id, _lease) = open_study(ws, &study.protocol)?;
     if ws.role == Role::Worker {
         eprintln!(
-            "worker pid {} joined study {} in {} ({} trials in its budget)",
+            "worker pid {} joined study {} in {} ({})",
             std::process::id(),
             s.study,
             store.location(),
-            plan.budget()
+            plan.budget().map_or("its budget is a timeout".into(), |n| format!("{n} trials in its budget"))
         );
     }
     let ended = store
@@ -95,7 +95,7 @@ pub fn run_worker(
         id,
         run,
         ws,
-        bar: progress_bar(plan.budget(), ended),
+        bar: progress_bar(plan.budget().unwrap_or(0), ended),
         reports: (ws.role == Role::Search).then(|| (s.reports.join(&s.study), Mutex::new(()))),
         stop: AtomicBool::new(false),
     };

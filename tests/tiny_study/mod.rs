@@ -31,8 +31,13 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The full protocol: 2 baselines, 6 candidates at rung 0, 3 promoted to rung 1 (11 trials).
+/// The full protocol: 2 baselines, one generation of 6 candidates at rung 0 and 3 promoted to
+/// rung 1 (9 search trials), no confirmation (11 trials).
 pub const FULL: &[&str] = &[
+    "--trials",
+    "9",
+    "--confirm-seeds",
+    "1",
     "--epochs",
     "2",
     "--batch-size",
@@ -49,8 +54,13 @@ pub const FULL: &[&str] = &[
     "lora,mam",
 ];
 
-/// A short protocol: one baseline and 3 candidates, one rung, one epoch (4 trials).
+/// A short protocol: one baseline and 3 candidates, one rung, one epoch, no confirmation
+/// (4 trials).
 pub const SHORT: &[&str] = &[
+    "--trials",
+    "3",
+    "--confirm-seeds",
+    "1",
     "--epochs",
     "1",
     "--batch-size",

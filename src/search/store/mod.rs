@@ -125,7 +125,8 @@ pub struct Store {
     held: RefCell<Vec<StudyId>>,
 }
 
-fn now() -> f64 {
+/// Unix time in seconds.
+pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
