@@ -67,7 +67,10 @@ fn kill_after(dir: &Path, protocol: &[&str], ended: usize) {
     let mut child = spawn(dir, protocol);
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-        let done = trials(dir).iter().filter(|t| t.state != TrialState::Running).count();
+        let done = trials(dir)
+            .iter()
+            .filter(|t| t.state != TrialState::Running)
+            .count();
         if done >= ended {
             break;
         }
@@ -103,8 +106,16 @@ fn a_trial_budget_runs_generations_then_the_confirmation_across_kills() {
     );
     let search = of_kind(&rows, TrialKind::Search);
     assert_eq!(search.len(), 14, "the trial budget is exact: {summary:?}");
-    let rung0: Vec<usize> = search.iter().filter(|t| t.rung == 0).map(|t| t.number).collect();
-    let rung1: Vec<usize> = search.iter().filter(|t| t.rung == 1).map(|t| t.number).collect();
+    let rung0: Vec<usize> = search
+        .iter()
+        .filter(|t| t.rung == 0)
+        .map(|t| t.number)
+        .collect();
+    let rung1: Vec<usize> = search
+        .iter()
+        .filter(|t| t.rung == 1)
+        .map(|t| t.number)
+        .collect();
     // Baseline 0; generation 0 is 1–6 and its promotions 7–9; generation 1 is 10–12, then 13–14.
     assert_eq!(rung0, [1, 2, 3, 4, 5, 6, 10, 11, 12], "{summary:?}");
     assert_eq!(rung1, [7, 8, 9, 13, 14], "{summary:?}");

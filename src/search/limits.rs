@@ -7,7 +7,7 @@
 //! trials was running, summed over every process and resume (the gaps between a killed search and
 //! its resume, or before the first trial starts, are not counted).
 
-use super::store::{TrialKind, TrialRow};
+use super::store::TrialRow;
 use super::{SearchError, TrialState};
 use std::time::Duration;
 
@@ -39,11 +39,6 @@ impl Limits {
         self.timeout
             .is_some_and(|t| wall_seconds(rows, now) >= t.as_secs_f64())
     }
-}
-
-/// Search trials of the study that count against `--trials`.
-pub fn search_trials(rows: &[&TrialRow]) -> usize {
-    rows.iter().filter(|t| t.kind == TrialKind::Search).count()
 }
 
 /// Seconds during which at least one trial was running: the union of the trials' intervals,
@@ -127,13 +122,14 @@ pub fn describe(d: Duration) -> String {
 }
 
 fn positive(seconds: f64) -> Option<Duration> {
-    (seconds.is_finite() && seconds > 0.0 && seconds < 1e9).then(|| Duration::from_secs_f64(seconds))
+    (seconds.is_finite() && seconds > 0.0 && seconds < 1e9)
+        .then(|| Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::store::TrialId;
+    use crate::search::store::{TrialId, TrialKind};
     use crate::spec::Design;
 
     fn span(kind: TrialKind, state: TrialState, started: f64, finished: Option<f64>) -> TrialRow {
@@ -178,8 +174,6 @@ mod tests {
         let limits = Limits::new(None, Some(Duration::from_secs(90)));
         assert!(!limits.out_of_time(&rows, 1029.0));
         assert!(limits.out_of_time(&rows, 1030.0));
-        let refs: Vec<&TrialRow> = rows.iter().collect();
-        assert_eq!(search_trials(&refs), 3);
     }
 
     #[test]
@@ -201,7 +195,11 @@ mod tests {
             ("0.5h", 1800.0),
         ];
         for (text, seconds) in cases {
-            assert_eq!(parse_timeout(text).unwrap().as_secs_f64(), seconds, "{text}");
+            assert_eq!(
+                parse_timeout(text).unwrap().as_secs_f64(),
+                seconds,
+                "{text}"
+            );
         }
         assert_eq!(describe(parse_timeout("1h30m").unwrap()), "1h30m");
         assert_eq!(describe(parse_timeout("90").unwrap()), "1m30s");

@@ -105,7 +105,11 @@ impl StudyPlan<'_> {
             return Ok(Next::Trial(t));
         }
         // A running trial may still die and need re-claiming: stay until it ends.
-        Ok(if running(None) { Next::Wait } else { Next::Done })
+        Ok(if running(None) {
+            Next::Wait
+        } else {
+            Next::Done
+        })
     }
 
     fn search_step(
@@ -213,7 +217,9 @@ impl StudyPlan<'_> {
             for k in 1..self.confirm_seeds as u64 {
                 let seed = self.train_seed + k;
                 let exists = live.iter().any(|t| {
-                    t.kind == TrialKind::Confirm && t.parent == Some(parent.number) && t.seed == seed
+                    t.kind == TrialKind::Confirm
+                        && t.parent == Some(parent.number)
+                        && t.seed == seed
                 });
                 if !exists {
                     let (label, design) = (parent.label.clone(), parent.design.clone());
@@ -263,7 +269,11 @@ impl StudyPlan<'_> {
         front
     }
 
-    fn propose(&self, history: &[&TrialRow], rows: &[TrialRow]) -> Result<Option<Design>, SearchError> {
+    fn propose(
+        &self,
+        history: &[&TrialRow],
+        rows: &[TrialRow],
+    ) -> Result<Option<Design>, SearchError> {
         let mut history: Vec<&TrialRow> = history.to_vec();
         history.sort_by_key(|t| t.number);
         let history: Vec<_> = history.iter().filter_map(|t| t.evaluated()).collect();
@@ -330,7 +340,12 @@ mod tests {
     use TrialState::{Complete, Running};
 
     /// A plan over mam.ron with one baseline, rungs of 10 and 30 steps and eta 2.
-    fn plan<'a>(space: &'a SearchSpace, initial: usize, population: usize, limits: Limits) -> StudyPlan<'a> {
+    fn plan<'a>(
+        space: &'a SearchSpace,
+        initial: usize,
+        population: usize,
+        limits: Limits,
+    ) -> StudyPlan<'a> {
         let lora = Design::from_file(Path::new("search_spaces/presets/lora.ron")).unwrap();
         StudyPlan {
             space,
@@ -389,7 +404,10 @@ mod tests {
     fn claim(plan: &StudyPlan, rows: &[TrialRow], now: f64) -> NewTrial {
         match plan.next(rows, now).unwrap() {
             Next::Trial(t) => t,
-            other => panic!("expected a trial, got {other:?} after {} trials", rows.len()),
+            other => panic!(
+                "expected a trial, got {other:?} after {} trials",
+                rows.len()
+            ),
         }
     }
 
@@ -419,22 +437,37 @@ mod tests {
         assert_eq!(plan.budget(), Some(1 + 3 + 4));
         let baseline = claim(&plan, &[], 0.0);
         assert_eq!(
-            (baseline.kind, baseline.label.as_deref(), baseline.rung, baseline.fidelity, baseline.seed),
+            (
+                baseline.kind,
+                baseline.label.as_deref(),
+                baseline.rung,
+                baseline.fidelity,
+                baseline.seed
+            ),
             (Baseline, Some("lora"), 1, 30, 7)
         );
         let mut rows = vec![stored(0, &baseline, Running, 0.0)];
         let t = claim(&plan, &rows, 0.0);
-        assert_eq!((t.kind, t.rung, t.fidelity, t.parent), (Search, 0, 10, None));
+        assert_eq!(
+            (t.kind, t.rung, t.fidelity, t.parent),
+            (Search, 0, 10, None)
+        );
         rows.push(stored(1, &t, Complete, 0.8));
         let t = claim(&plan, &rows, 0.0);
         rows.push(stored(2, &t, Running, 0.0));
-        assert!(matches!(plan.next(&rows, 0.0).unwrap(), Next::Wait), "rung 1 waits for rung 0");
+        assert!(
+            matches!(plan.next(&rows, 0.0).unwrap(), Next::Wait),
+            "rung 1 waits for rung 0"
+        );
         rows[2] = stored(2, &t, Complete, 0.6);
         let t = claim(&plan, &rows, 0.0);
         // Trial 1 is more accurate and smaller than trial 2: it is promoted.
         assert_eq!((t.rung, t.fidelity, t.parent), (1, 30, Some(1)));
         rows.push(stored(3, &t, Running, 0.0));
-        assert!(matches!(plan.next(&rows, 0.0).unwrap(), Next::Wait), "confirmation waits");
+        assert!(
+            matches!(plan.next(&rows, 0.0).unwrap(), Next::Wait),
+            "confirmation waits"
+        );
         rows[3] = stored(3, &t, Complete, 0.85);
         rows[0] = stored(0, &baseline, Complete, 0.7);
         // The trial budget is spent: the front's best (trial 3) and the baseline, seeds 8 and 9.
@@ -448,7 +481,12 @@ mod tests {
         let lora = Some("lora".to_string());
         assert_eq!(
             confirmed,
-            [(Some(3), 8, None), (Some(3), 9, None), (Some(0), 8, lora.clone()), (Some(0), 9, lora)]
+            [
+                (Some(3), 8, None),
+                (Some(3), 9, None),
+                (Some(0), 8, lora.clone()),
+                (Some(0), 9, lora)
+            ]
         );
         assert!(matches!(plan.next(&rows, 0.0).unwrap(), Next::Done));
     }
@@ -461,13 +499,25 @@ mod tests {
         let rows = run_to_the_end(&plan);
         let count = |kind| rows.iter().filter(|t| t.kind == kind).count();
         assert_eq!((count(Baseline), count(Search), count(Confirm)), (1, 12, 4));
-        let rung0: Vec<usize> = rows.iter().filter(|t| t.kind == Search && t.rung == 0).map(|t| t.number).collect();
+        let rung0: Vec<usize> = rows
+            .iter()
+            .filter(|t| t.kind == Search && t.rung == 0)
+            .map(|t| t.number)
+            .collect();
         // Each generation's promotions come before the next generation's proposals.
-        let promoted: Vec<usize> = rows.iter().filter(|t| t.kind == Search && t.rung == 1).map(|t| t.number).collect();
+        let promoted: Vec<usize> = rows
+            .iter()
+            .filter(|t| t.kind == Search && t.rung == 1)
+            .map(|t| t.number)
+            .collect();
         assert_eq!(rung0, [1, 2, 3, 4, 7, 8, 10, 11]);
         assert_eq!(promoted, [5, 6, 9, 12]);
         // Every search trial's design is new; promotions retrain their parent's design.
-        let designs: HashSet<&str> = rows.iter().filter(|t| t.rung == 0 && t.kind == Search).map(|t| t.canonical.as_str()).collect();
+        let designs: HashSet<&str> = rows
+            .iter()
+            .filter(|t| t.rung == 0 && t.kind == Search)
+            .map(|t| t.canonical.as_str())
+            .collect();
         assert_eq!(designs.len(), 8);
         // Reproducible: the same settings give the same study, design for design.
         let again = run_to_the_end(&plan);
@@ -499,14 +549,23 @@ mod tests {
     fn the_timeout_stops_new_search_trials_and_the_confirmation_still_runs() {
         let space = space();
         // 40 s of wall time: trials take 10 s each, back to back.
-        let plan = plan(&space, 4, 2, Limits::new(None, Some(Duration::from_secs(40))));
+        let plan = plan(
+            &space,
+            4,
+            2,
+            Limits::new(None, Some(Duration::from_secs(40))),
+        );
         assert_eq!(plan.budget(), None);
         let rows = run_to_the_end(&plan);
         let search = rows.iter().filter(|t| t.kind == Search).count();
         // The baseline and three search trials fill 40 s; nothing starts after.
         assert_eq!(search, 3);
         // No full-fidelity search trial: only the baseline is confirmed.
-        let confirm: Vec<_> = rows.iter().filter(|t| t.kind == Confirm).map(|t| t.parent).collect();
+        let confirm: Vec<_> = rows
+            .iter()
+            .filter(|t| t.kind == Confirm)
+            .map(|t| t.parent)
+            .collect();
         assert_eq!(confirm, [Some(0), Some(0)]);
     }
 
@@ -520,10 +579,15 @@ mod tests {
             let mut with_test = rows[..cut].to_vec();
             for (i, t) in with_test.iter_mut().enumerate() {
                 let flipped = if i % 2 == 0 { "1111" } else { "0000" };
-                t.metrics = Some(serde_json::json!({"test_accuracy": i as f64 / 20.0, "test_correct": flipped}));
+                t.metrics = Some(
+                    serde_json::json!({"test_accuracy": i as f64 / 20.0, "test_correct": flipped}),
+                );
             }
             let now = cut as f64 * 10.0;
-            assert_eq!(claim(&plan, &with_test, now).canonical, claim(&plan, &rows[..cut], now).canonical);
+            assert_eq!(
+                claim(&plan, &with_test, now).canonical,
+                claim(&plan, &rows[..cut], now).canonical
+            );
         }
     }
 }

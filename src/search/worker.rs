@@ -81,7 +81,10 @@ pub fn run_worker(
             std::process::id(),
             s.study,
             store.location(),
-            plan.budget().map_or("its budget is a timeout".into(), |n| format!("{n} trials in its budget"))
+            plan.budget()
+                .map_or("its budget is a timeout".into(), |n| format!(
+                    "{n} trials in its budget"
+                ))
         );
     }
     let ended = store
