@@ -104,7 +104,12 @@ fn run(cli: Cli) -> Result<()> {
             let dataset = pets::data::load_task(&source, &cache, &Default::default())?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
-            for (name, examples) in [("train", &dataset.train), ("dev", &dataset.dev)] {
+            let splits = [
+                ("train", &dataset.train),
+                ("dev", &dataset.dev),
+                ("test", &dataset.test),
+            ];
+            for (name, examples) in splits {
                 let path = out_dir.join(format!("{name}.tsv"));
                 let mut text = String::from("text\tlabel\n");
                 for e in examples.iter() {

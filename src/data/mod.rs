@@ -8,7 +8,7 @@ mod files;
 mod split;
 
 pub use files::{index_labels, read_labelled_file, Row};
-pub use split::{stratified_split, SplitOptions};
+pub use split::{stratified_split, SplitOptions, Splits};
 
 use crate::assets::Cache;
 use builtin::load_builtin;
@@ -62,7 +62,7 @@ pub struct Example {
     pub label: u32,
 }
 
-/// A task with its fixed train/dev split.
+/// A task with its fixed train/dev/test split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
     pub name: String,
@@ -72,6 +72,8 @@ pub struct Dataset {
     pub source_labels: Vec<String>,
     pub train: Vec<Example>,
     pub dev: Vec<Example>,
+    /// Never seen by training or the search; empty when the test fraction is 0.
+    pub test: Vec<Example>,
 }
 
 /// Tasks pets knows by name; their data comes from the asset cache.
@@ -130,7 +132,7 @@ pub fn load_task(
             label_column,
         } => load_file(path, text_column, label_column)?,
     };
-    let (train, dev) = stratified_split(examples, options)?;
+    let Splits { train, dev, test } = stratified_split(examples, options)?;
     let source_labels = match name.as_str() {
         "mr" | "imdb" if matches!(source, TaskSource::Builtin(_)) => vec!["0".into(), "1".into()],
         _ => label_names.clone(),
@@ -141,6 +143,7 @@ pub fn load_task(
         label_names,
         train,
         dev,
+        test,
     })
 }
 
@@ -270,10 +273,14 @@ mod tests {
                 vec!["bad".into(), "good".into(), "neutral".into()]
             )
         );
-        // 14 neutral, 13 good, 13 bad: one of each goes to dev.
+        // 14 neutral, 13 good, 13 bad: one of each goes to dev, one of each to test.
         assert_eq!(
-            (per_class(&ds.train, 3), per_class(&ds.dev, 3)),
-            (vec![12, 12, 13], vec![1, 1, 1])
+            (
+                per_class(&ds.train, 3),
+                per_class(&ds.dev, 3),
+                per_class(&ds.test, 3)
+            ),
+            (vec![11, 11, 12], vec![1, 1, 1], vec![1, 1, 1])
         );
         assert_eq!(
             TaskSource::from_arg("mr", "text", "label")?,
@@ -295,9 +302,10 @@ mod tests {
             &Cache::at(dir.0.join("cache")),
             &SplitOptions::default(),
         )?;
+        // Two per class: one to dev; the last one left stays in train, so no test.
         assert_eq!(
-            (ds.train.len(), ds.dev.len(), ds.name.as_str()),
-            (2, 2, "plain")
+            (ds.train.len(), ds.dev.len(), ds.test.len(), ds.name.as_str()),
+            (2, 2, 0, "plain")
         );
         Ok(())
     }
