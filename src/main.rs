@@ -156,6 +156,13 @@ fn run(cli: Cli) -> Result<()> {
             let settings = run.settings(3)?;
             let task = PreparedTask::prepare(&settings, &cache)?;
             let (metrics, _) = train_design(&design, &task, &settings, out.as_deref())?;
+            match metrics.test_accuracy {
+                Some(test) => eprintln!(
+                    "dev accuracy {:.4}, test accuracy {test:.4} ({} test examples)",
+                    metrics.accuracy, metrics.test_examples
+                ),
+                None => eprintln!("dev accuracy {:.4} (no test split)", metrics.accuracy),
+            }
             println!("{}", serde_json::to_string_pretty(&metrics)?);
         }
         Command::Search {

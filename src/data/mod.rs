@@ -111,13 +111,88 @@ impl TaskSource {
     }
 }
 
+/// Where a task's test split comes from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum TestSplit {
+    /// Carved from the task's file by the rule on [`SplitOptions`] (`--test-fraction`; 0: none).
+    Fraction(f64),
+    /// A separate file with the task's columns (`--test FILE`); nothing is carved from the task.
+    File(TaskSource),
+}
+
+impl TestSplit {
+    /// No test split (what pets did before test splits).
+    pub fn none() -> Self {
+        TestSplit::Fraction(0.0)
+    }
+}
+
+impl Default for TestSplit {
+    fn default() -> Self {
+        TestSplit::Fraction(SplitOptions::default().test_fraction)
+    }
+}
+
 /// Loads a task and splits it by [`SplitOptions`].
 pub fn load_task(
     source: &TaskSource,
     cache: &Cache,
     options: &SplitOptions,
 ) -> crate::Result<Dataset> {
-    let (name, label_names, examples) = match source {
+    load_task_with_test(
+        source,
+        &TestSplit::Fraction(options.test_fraction),
+        cache,
+        options,
+    )
+}
+
+/// [`load_task`] with the test split from `test` (its fraction replaces `options.test_fraction`).
+/// A test file's labels must be among the task's classes.
+pub fn load_task_with_test(
+    source: &TaskSource,
+    test: &TestSplit,
+    cache: &Cache,
+    options: &SplitOptions,
+) -> crate::Result<Dataset> {
+    let mut options = *options;
+    options.test_fraction = match test {
+        TestSplit::Fraction(f) => *f,
+        TestSplit::File(_) => 0.0,
+    };
+    let mut dataset = load_split(source, cache, &options)?;
+    if let TestSplit::File(file) = test {
+        let (_, names, examples) = load_examples(file, cache)?;
+        let mut test = Vec::with_capacity(examples.len());
+        for e in examples {
+            let name = &names[e.label as usize];
+            let Some(label) = dataset.label_names.iter().position(|n| n == name) else {
+                return Err(DataError::UnexpectedLabels {
+                    path: source_path(file),
+                    expected: dataset.label_names.join(", "),
+                    found: name.clone(),
+                }
+                .into());
+            };
+            test.push(Example {
+                text: e.text,
+                label: label as u32,
+            });
+        }
+        dataset.test = test;
+    }
+    Ok(dataset)
+}
+
+fn source_path(source: &TaskSource) -> PathBuf {
+    match source {
+        TaskSource::Builtin(name) => PathBuf::from(name),
+        TaskSource::File { path, .. } => path.clone(),
+    }
+}
+
+fn load_examples(source: &TaskSource, cache: &Cache) -> crate::Result<Loaded> {
+    Ok(match source {
         TaskSource::Builtin(name) if BUILTIN_TASKS.contains(&name.as_str()) => {
             load_builtin(name, cache)?
         }
@@ -131,7 +206,15 @@ pub fn load_task(
             text_column,
             label_column,
         } => load_file(path, text_column, label_column)?,
-    };
+    })
+}
+
+fn load_split(
+    source: &TaskSource,
+    cache: &Cache,
+    options: &SplitOptions,
+) -> crate::Result<Dataset> {
+    let (name, label_names, examples) = load_examples(source, cache)?;
     let Splits { train, dev, test } = stratified_split(examples, options)?;
     let source_labels = match name.as_str() {
         "mr" | "imdb" if matches!(source, TaskSource::Builtin(_)) => vec!["0".into(), "1".into()],
@@ -304,7 +387,12 @@ mod tests {
         )?;
         // Two per class: one to dev; the last one left stays in train, so no test.
         assert_eq!(
-            (ds.train.len(), ds.dev.len(), ds.test.len(), ds.name.as_str()),
+            (
+                ds.train.len(),
+                ds.dev.len(),
+                ds.test.len(),
+                ds.name.as_str()
+            ),
             (2, 2, 0, "plain")
         );
         Ok(())

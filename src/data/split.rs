@@ -64,7 +64,10 @@ fn take_count(total: usize, left: usize, fraction: f64) -> usize {
 }
 
 /// Splits `examples` into train, dev and test by the rule documented on [`SplitOptions`].
-pub fn stratified_split(examples: Vec<Example>, options: &SplitOptions) -> Result<Splits, DataError> {
+pub fn stratified_split(
+    examples: Vec<Example>,
+    options: &SplitOptions,
+) -> Result<Splits, DataError> {
     let f = options.dev_fraction;
     if !(0.0..1.0).contains(&f) {
         return Err(DataError::BadSplit {
@@ -188,7 +191,13 @@ pub(crate) mod tests {
         let (a, b, other) = (split(0)?, split(0)?, split(1)?);
         assert_eq!(a, b);
         assert_ne!(a.dev, other.dev);
-        let mut all: Vec<Example> = a.train.iter().chain(&a.dev).chain(&a.test).cloned().collect();
+        let mut all: Vec<Example> = a
+            .train
+            .iter()
+            .chain(&a.dev)
+            .chain(&a.test)
+            .cloned()
+            .collect();
         all.sort_by(|x, y| x.text.cmp(&y.text));
         let mut want = examples(&[30, 20]);
         want.sort_by(|x, y| x.text.cmp(&y.text));
@@ -260,7 +269,9 @@ pub(crate) mod tests {
             test_fraction: 0.5,
             seed: 0,
         };
-        let msg = stratified_split(examples(&[4, 4]), &bad).err().map(|e| e.to_string());
+        let msg = stratified_split(examples(&[4, 4]), &bad)
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             msg.unwrap_or_default(),
             "bad split options: dev_fraction + test_fraction must be below 1, got 0.5 + 0.5"

@@ -158,6 +158,7 @@ mod tests {
         let settings = RunSettings {
             model: "tiny".into(),
             task: TaskSource::Builtin("reviews.tsv".into()),
+            test: crate::data::TestSplit::default(),
             max_len: 64,
             dropout: 0.0,
             train: TrainConfig {
