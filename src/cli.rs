@@ -344,7 +344,7 @@ impl RunArgs {
             }),
             (None, Some(f)) => {
                 let dev = SplitOptions::default().dev_fraction;
-                if !(f >= 0.0 && f + dev < 1.0) {
+                if f.is_nan() || f < 0.0 || f + dev >= 1.0 {
                     bail!(
                         "--test-fraction must be at least 0 and, with dev's {dev}, below 1; got {f}"
                     );
