@@ -6,7 +6,7 @@ pub mod validate;
 use super::device;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use pets::data::TaskSource;
+use pets::data::{SplitOptions, TaskSource, TestSplit};
 use pets::run::RunSettings;
 use pets::train::TrainConfig;
 use std::path::PathBuf;
@@ -296,6 +296,13 @@ pub struct RunArgs {
     pub text_column: Option<String>,
     #[arg(long)]
     pub label_column: Option<String>,
+    /// A test file with the same columns as `--task`: then no test split is carved from it.
+    #[arg(long, value_name = "FILE", conflicts_with = "test_fraction")]
+    pub test: Option<PathBuf>,
+    /// Share of each class carved from the task as the held-out test split (default 0.1;
+    /// 0: no test split). Dev takes 0.1, so it must be in [0, 0.9).
+    #[arg(long, value_name = "F")]
+    pub test_fraction: Option<f64>,
     #[arg(long, default_value = "minilm-l6")]
     pub model: String,
     /// Training epochs (a search's full fidelity); default 3, and 1 for `search`.
@@ -344,6 +351,23 @@ impl RunArgs {
                 label_column: label.clone().unwrap_or_else(|| "label".into()),
             },
         };
+        let test = match (&self.test, self.test_fraction) {
+            (Some(path), _) => TestSplit::File(TaskSource::File {
+                path: path.clone(),
+                text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
+                label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
+            }),
+            (None, Some(f)) => {
+                let dev = SplitOptions::default().dev_fraction;
+                if f.is_nan() || f < 0.0 || f + dev >= 1.0 {
+                    bail!(
+                        "--test-fraction must be at least 0 and, with dev's {dev}, below 1; got {f}"
+                    );
+                }
+                TestSplit::Fraction(f)
+            }
+            (None, None) => TestSplit::default(),
+        };
         check_lr(self.lr)?;
         let device = device(&self.device)?;
         let train = TrainConfig {
@@ -360,6 +384,7 @@ impl RunArgs {
         Ok(RunSettings {
             model: self.model.clone(),
             task,
+            test,
             max_len: self.max_len,
             dropout: self.dropout,
             train,

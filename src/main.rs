@@ -104,7 +104,12 @@ fn run(cli: Cli) -> Result<()> {
             let dataset = pets::data::load_task(&source, &cache, &Default::default())?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
-            for (name, examples) in [("train", &dataset.train), ("dev", &dataset.dev)] {
+            let splits = [
+                ("train", &dataset.train),
+                ("dev", &dataset.dev),
+                ("test", &dataset.test),
+            ];
+            for (name, examples) in splits {
                 let path = out_dir.join(format!("{name}.tsv"));
                 let mut text = String::from("text\tlabel\n");
                 for e in examples.iter() {
@@ -151,6 +156,13 @@ fn run(cli: Cli) -> Result<()> {
             let settings = run.settings(3)?;
             let task = PreparedTask::prepare(&settings, &cache)?;
             let (metrics, _) = train_design(&design, &task, &settings, out.as_deref())?;
+            match metrics.test_accuracy {
+                Some(test) => eprintln!(
+                    "dev accuracy {:.4}, test accuracy {test:.4} ({} test examples)",
+                    metrics.accuracy, metrics.test_examples
+                ),
+                None => eprintln!("dev accuracy {:.4} (no test split)", metrics.accuracy),
+            }
             println!("{}", serde_json::to_string_pretty(&metrics)?);
         }
         Command::Search {

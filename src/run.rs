@@ -9,7 +9,7 @@ use crate::assets::Cache;
 use crate::backbone::config::BertConfig;
 use crate::backbone::encoder::{Encoder, RunOptions};
 use crate::batch::TokenizedSplit;
-use crate::data::{self, Dataset, SplitOptions, TaskSource};
+use crate::data::{self, Dataset, SplitOptions, TaskSource, TestSplit};
 use crate::error::io_err;
 use crate::model::AdaptedModel;
 use crate::spec::Design;
@@ -25,6 +25,8 @@ pub struct RunSettings {
     /// A known model name (`minilm-l6`) or a path to an HF-style folder.
     pub model: String,
     pub task: TaskSource,
+    /// Where the held-out test split comes from (`--test`, `--test-fraction`).
+    pub test: TestSplit,
     pub max_len: usize,
     pub dropout: f32,
     pub train: TrainConfig,
@@ -48,6 +50,8 @@ pub struct PreparedTask {
     pub model_dir: PathBuf,
     pub train: TokenizedSplit,
     pub dev: TokenizedSplit,
+    /// The held-out test split (possibly empty): evaluated once after training, never trained on.
+    pub test: TokenizedSplit,
     pub pad_id: u32,
     /// The model's and the split's hashes, for every run's fingerprint.
     pub inputs: RunInputs,
@@ -56,7 +60,12 @@ pub struct PreparedTask {
 impl PreparedTask {
     pub fn prepare(settings: &RunSettings, cache: &Cache) -> crate::Result<PreparedTask> {
         let model_dir = cache.model_dir(&settings.model)?;
-        let dataset = data::load_task(&settings.task, cache, &SplitOptions::default())?;
+        let dataset = data::load_task_with_test(
+            &settings.task,
+            &settings.test,
+            cache,
+            &SplitOptions::default(),
+        )?;
         let config = BertConfig::from_file(&model_dir.join("config.json"))?;
         let text = TextEncoder::from_file(&model_dir.join("tokenizer.json"), settings.max_len)?
             .fit_model(&config)?;
@@ -64,6 +73,7 @@ impl PreparedTask {
             inputs: RunInputs::of(&settings.model, &model_dir, &dataset)?,
             train: text.encode_split(&dataset.train)?,
             dev: text.encode_split(&dataset.dev)?,
+            test: text.encode_split(&dataset.test)?,
             pad_id: text.pad_id,
             dataset,
             model_dir,
@@ -99,6 +109,14 @@ pub struct RunMetrics {
     pub steps: usize,
     pub train_examples: usize,
     pub dev_examples: usize,
+    /// Accuracy on the test split with the best-dev weights; `None` without a test split.
+    #[serde(default)]
+    pub test_accuracy: Option<f64>,
+    #[serde(default)]
+    pub test_examples: usize,
+    /// One char per test example in test-split order: `1` predicted right, `0` wrong.
+    #[serde(default)]
+    pub test_correct: Option<String>,
     pub seed: u64,
     pub learning_rate: f64,
     pub epochs: Vec<EpochRecord>,
@@ -134,6 +152,18 @@ pub fn train_design(
         &settings.device,
         &config,
     )?;
+    // After training, with the best-dev weights restored: the loop above never saw the test split.
+    let test = train::evaluate_test(
+        &model,
+        &task.test,
+        task.pad_id,
+        &settings.device,
+        config.eval_batch_size,
+    )?;
+    let (test_accuracy, test_correct) = match test {
+        Some((eval, correct)) => (Some(eval.accuracy), Some(correct)),
+        None => (None, None),
+    };
     let metrics = RunMetrics {
         design: design.name.clone(),
         model: settings.model.clone(),
@@ -151,6 +181,9 @@ pub fn train_design(
         steps: outcome.steps,
         train_examples: task.train.len(),
         dev_examples: task.dev.len(),
+        test_accuracy,
+        test_examples: task.test.len(),
+        test_correct,
         seed: config.seed,
         learning_rate: config.lr,
         epochs: outcome.epochs,

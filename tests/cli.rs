@@ -209,3 +209,77 @@ fn validate_reads_a_search_space_as_a_space() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("exceed --budget 10"), "{}", text(&out));
 }
+
+/// Issue 19: `--test FILE` is evaluated once after training and lands in metrics.json, one
+/// correctness char per test example; a bad `--test-fraction` names the flag.
+#[test]
+fn train_with_a_test_file_reports_test_accuracy() {
+    let dir = scratch("cli-test-split");
+    let model = dir.join("model");
+    pets::backbone::tiny::write_tiny_model(&model, 0).unwrap();
+    let (data, test) = (dir.join("reviews.csv"), dir.join("held_out.csv"));
+    let csv = |path: &Path, n: usize| {
+        let mut out = String::from("text,label\n");
+        for i in 0..n {
+            let (word, label) = if i % 2 == 0 {
+                ("great", "pos")
+            } else {
+                ("awful", "neg")
+            };
+            out.push_str(&format!("the film was very {word} .,{label}\n"));
+        }
+        std::fs::write(path, out).unwrap();
+    };
+    csv(&data, 120);
+    csv(&test, 30);
+    let run = dir.join("run");
+    let base = [
+        "train",
+        "--design",
+        "search_spaces/presets/lora.ron",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        data.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "16",
+        "--quiet",
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--test",
+        test.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let out = pets(&args, &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["test_examples"], 30, "{metrics}");
+    // Nothing carved from the task: 120 = 108 train + 12 dev.
+    assert_eq!(
+        (
+            metrics["train_examples"].as_u64(),
+            metrics["dev_examples"].as_u64()
+        ),
+        (Some(108), Some(12))
+    );
+    let accuracy = metrics["test_accuracy"].as_f64().expect("test_accuracy");
+    let correct = metrics["test_correct"].as_str().expect("test_correct");
+    assert_eq!(correct.len(), 30);
+    assert!(correct.chars().all(|c| c == '0' || c == '1'));
+    let ones = correct.chars().filter(|&c| c == '1').count();
+    assert!((accuracy - ones as f64 / 30.0).abs() < 1e-12);
+    assert!(text(&out).contains("test accuracy"), "{}", text(&out));
+
+    let mut args = base.to_vec();
+    args.extend(["--test-fraction", "0.95"]);
+    let out = pets(&args, &dir);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--test-fraction"), "{}", text(&out));
+}

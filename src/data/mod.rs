@@ -8,7 +8,7 @@ mod files;
 mod split;
 
 pub use files::{index_labels, read_labelled_file, Row};
-pub use split::{stratified_split, SplitOptions};
+pub use split::{stratified_split, SplitOptions, Splits};
 
 use crate::assets::Cache;
 use builtin::load_builtin;
@@ -62,7 +62,7 @@ pub struct Example {
     pub label: u32,
 }
 
-/// A task with its fixed train/dev split.
+/// A task with its fixed train/dev/test split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
     pub name: String,
@@ -72,6 +72,8 @@ pub struct Dataset {
     pub source_labels: Vec<String>,
     pub train: Vec<Example>,
     pub dev: Vec<Example>,
+    /// Never seen by training or the search; empty when the test fraction is 0.
+    pub test: Vec<Example>,
 }
 
 /// Tasks pets knows by name; their data comes from the asset cache.
@@ -109,13 +111,88 @@ impl TaskSource {
     }
 }
 
+/// Where a task's test split comes from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum TestSplit {
+    /// Carved from the task's file by the rule on [`SplitOptions`] (`--test-fraction`; 0: none).
+    Fraction(f64),
+    /// A separate file with the task's columns (`--test FILE`); nothing is carved from the task.
+    File(TaskSource),
+}
+
+impl TestSplit {
+    /// No test split (what pets did before test splits).
+    pub fn none() -> Self {
+        TestSplit::Fraction(0.0)
+    }
+}
+
+impl Default for TestSplit {
+    fn default() -> Self {
+        TestSplit::Fraction(SplitOptions::default().test_fraction)
+    }
+}
+
 /// Loads a task and splits it by [`SplitOptions`].
 pub fn load_task(
     source: &TaskSource,
     cache: &Cache,
     options: &SplitOptions,
 ) -> crate::Result<Dataset> {
-    let (name, label_names, examples) = match source {
+    load_task_with_test(
+        source,
+        &TestSplit::Fraction(options.test_fraction),
+        cache,
+        options,
+    )
+}
+
+/// [`load_task`] with the test split from `test` (its fraction replaces `options.test_fraction`).
+/// A test file's labels must be among the task's classes.
+pub fn load_task_with_test(
+    source: &TaskSource,
+    test: &TestSplit,
+    cache: &Cache,
+    options: &SplitOptions,
+) -> crate::Result<Dataset> {
+    let mut options = *options;
+    options.test_fraction = match test {
+        TestSplit::Fraction(f) => *f,
+        TestSplit::File(_) => 0.0,
+    };
+    let mut dataset = load_split(source, cache, &options)?;
+    if let TestSplit::File(file) = test {
+        let (_, names, examples) = load_examples(file, cache)?;
+        let mut test = Vec::with_capacity(examples.len());
+        for e in examples {
+            let name = &names[e.label as usize];
+            let Some(label) = dataset.label_names.iter().position(|n| n == name) else {
+                return Err(DataError::UnexpectedLabels {
+                    path: source_path(file),
+                    expected: dataset.label_names.join(", "),
+                    found: name.clone(),
+                }
+                .into());
+            };
+            test.push(Example {
+                text: e.text,
+                label: label as u32,
+            });
+        }
+        dataset.test = test;
+    }
+    Ok(dataset)
+}
+
+fn source_path(source: &TaskSource) -> PathBuf {
+    match source {
+        TaskSource::Builtin(name) => PathBuf::from(name),
+        TaskSource::File { path, .. } => path.clone(),
+    }
+}
+
+fn load_examples(source: &TaskSource, cache: &Cache) -> crate::Result<Loaded> {
+    Ok(match source {
         TaskSource::Builtin(name) if BUILTIN_TASKS.contains(&name.as_str()) => {
             load_builtin(name, cache)?
         }
@@ -129,8 +206,16 @@ pub fn load_task(
             text_column,
             label_column,
         } => load_file(path, text_column, label_column)?,
-    };
-    let (train, dev) = stratified_split(examples, options)?;
+    })
+}
+
+fn load_split(
+    source: &TaskSource,
+    cache: &Cache,
+    options: &SplitOptions,
+) -> crate::Result<Dataset> {
+    let (name, label_names, examples) = load_examples(source, cache)?;
+    let Splits { train, dev, test } = stratified_split(examples, options)?;
     let source_labels = match name.as_str() {
         "mr" | "imdb" if matches!(source, TaskSource::Builtin(_)) => vec!["0".into(), "1".into()],
         _ => label_names.clone(),
@@ -141,6 +226,7 @@ pub fn load_task(
         label_names,
         train,
         dev,
+        test,
     })
 }
 
@@ -270,10 +356,14 @@ mod tests {
                 vec!["bad".into(), "good".into(), "neutral".into()]
             )
         );
-        // 14 neutral, 13 good, 13 bad: one of each goes to dev.
+        // 14 neutral, 13 good, 13 bad: one of each goes to dev, one of each to test.
         assert_eq!(
-            (per_class(&ds.train, 3), per_class(&ds.dev, 3)),
-            (vec![12, 12, 13], vec![1, 1, 1])
+            (
+                per_class(&ds.train, 3),
+                per_class(&ds.dev, 3),
+                per_class(&ds.test, 3)
+            ),
+            (vec![11, 11, 12], vec![1, 1, 1], vec![1, 1, 1])
         );
         assert_eq!(
             TaskSource::from_arg("mr", "text", "label")?,
@@ -295,9 +385,15 @@ mod tests {
             &Cache::at(dir.0.join("cache")),
             &SplitOptions::default(),
         )?;
+        // Two per class: one to dev; the last one left stays in train, so no test.
         assert_eq!(
-            (ds.train.len(), ds.dev.len(), ds.name.as_str()),
-            (2, 2, "plain")
+            (
+                ds.train.len(),
+                ds.dev.len(),
+                ds.test.len(),
+                ds.name.as_str()
+            ),
+            (2, 2, 0, "plain")
         );
         Ok(())
     }

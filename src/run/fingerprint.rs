@@ -22,7 +22,7 @@ pub struct RunFingerprint {
     pub model_sha256: String,
     /// The task's name.
     pub task: String,
-    /// SHA-256 over the task's train/dev split: class names, and every text and label in order.
+    /// SHA-256 over the task's train/dev/test split: class names, and every text and label in order.
     pub split_sha256: String,
     pub lr: f64,
     pub max_len: usize,
@@ -66,14 +66,23 @@ impl RunInputs {
     }
 }
 
-/// SHA-256 of a dataset's class names and its train and dev examples, in order.
+/// SHA-256 of a dataset's class names and its train, dev and test examples, in order. An empty
+/// test split adds nothing, so a two-split dataset hashes as it did before test splits.
 pub fn split_sha256(dataset: &Dataset) -> String {
     let mut hasher = Sha256::new();
     for name in &dataset.label_names {
         hasher.update(format!("class {}\n", name.len()).as_bytes());
         hasher.update(name.as_bytes());
     }
-    for (split, examples) in [("train", &dataset.train), ("dev", &dataset.dev)] {
+    let splits = [
+        ("train", &dataset.train),
+        ("dev", &dataset.dev),
+        ("test", &dataset.test),
+    ];
+    for (split, examples) in splits {
+        if split == "test" && examples.is_empty() {
+            continue;
+        }
         hasher.update(format!("{split} {}\n", examples.len()).as_bytes());
         for e in examples {
             // Lengths first, so no two different splits concatenate to the same bytes.
@@ -136,6 +145,7 @@ mod tests {
             source_labels: vec!["neg".into(), "pos".into()],
             train: examples(texts),
             dev: examples(&["ok"]),
+            test: vec![],
         }
     }
 
@@ -148,6 +158,7 @@ mod tests {
         let settings = RunSettings {
             model: "tiny".into(),
             task: TaskSource::Builtin("reviews.tsv".into()),
+            test: crate::data::TestSplit::default(),
             max_len: 64,
             dropout: 0.0,
             train: TrainConfig {
@@ -191,6 +202,14 @@ mod tests {
         changed.push(RunFingerprint::new(&design, &inputs, &s));
         let other_split = RunInputs::of("tiny", &dir.0, &dataset(&["good", "bad"])).unwrap();
         changed.push(RunFingerprint::new(&design, &other_split, &settings));
+        let mut with_test = data.clone();
+        with_test.test = dataset(&["nice"]).train;
+        let test_split = RunInputs::of("tiny", &dir.0, &with_test).unwrap();
+        changed.push(RunFingerprint::new(&design, &test_split, &settings));
+        let mut other_test = data.clone();
+        other_test.test = dataset(&["poor"]).train;
+        let other_test = RunInputs::of("tiny", &dir.0, &other_test).unwrap();
+        assert_ne!(other_test.split_sha256, test_split.split_sha256);
         crate::backbone::tiny::write_tiny_model(&dir.0, 1).unwrap();
         let other_weights = RunInputs::of("tiny", &dir.0, &data).unwrap();
         changed.push(RunFingerprint::new(&design, &other_weights, &settings));

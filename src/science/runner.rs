@@ -108,6 +108,7 @@ impl ChildRuns {
         let settings = RunSettings {
             model: self.model.clone(),
             task: source(entry),
+            test: crate::data::TestSplit::default(),
             max_len: CHILD_MAX_LEN,
             dropout: 0.0,
             train: TrainConfig {

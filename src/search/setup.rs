@@ -214,6 +214,7 @@ mod tests {
             seed: 0,
             dropout: 0.0,
             max_steps: None,
+            test: crate::data::TestSplit::none(),
         }
         .settings(candle_core::Device::Cpu);
         assert_eq!(full_fidelity(&run, 120), 240);

@@ -151,6 +151,9 @@ pub struct Protocol {
     /// `--max-steps`: full fidelity is cut to this many optimizer steps (absent in older studies).
     #[serde(default)]
     pub max_steps: Option<usize>,
+    /// Where the test split came from; studies of older pets had none (`Fraction(0.0)`).
+    #[serde(default = "crate::data::TestSplit::none")]
+    pub test: crate::data::TestSplit,
 }
 
 impl Protocol {
@@ -166,6 +169,7 @@ impl Protocol {
             seed: run.train.seed,
             dropout: run.dropout,
             max_steps: run.train.max_steps,
+            test: run.test.clone(),
         }
     }
 
@@ -174,6 +178,7 @@ impl Protocol {
         RunSettings {
             model: self.model.clone(),
             task: self.task.clone(),
+            test: self.test.clone(),
             max_len: self.max_len,
             dropout: self.dropout,
             train: crate::train::TrainConfig {

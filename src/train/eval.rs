@@ -16,6 +16,36 @@ pub struct Evaluation {
     pub predictions: Vec<u32>,
 }
 
+impl Evaluation {
+    /// One char per example of `split`, in its order: `1` predicted right, `0` wrong (what a
+    /// paired bootstrap over examples needs).
+    pub fn correct(&self, split: &TokenizedSplit) -> String {
+        self.predictions
+            .iter()
+            .zip(&split.labels)
+            .map(|(p, l)| if p == l { '1' } else { '0' })
+            .collect()
+    }
+}
+
+/// The held-out test split, evaluated once after training with the weights `model` holds.
+/// `None` for an empty split. It takes no frozen-prefix cache: computing the bottom layers'
+/// states for one pass costs what the pass itself would spend on them, so caching saves nothing.
+pub fn evaluate_test(
+    model: &dyn Classifier,
+    split: &TokenizedSplit,
+    pad_id: u32,
+    device: &Device,
+    batch_size: usize,
+) -> Result<Option<(Evaluation, String)>, TrainError> {
+    if split.is_empty() {
+        return Ok(None);
+    }
+    let eval = evaluate(model, split, pad_id, device, batch_size)?;
+    let correct = eval.correct(split);
+    Ok(Some((eval, correct)))
+}
+
 /// Accuracy, mean loss and predictions of `model` on `split`, without dropout. Batches are
 /// bucketed by length (least padding); predictions are put back in the split's order.
 pub fn evaluate(

@@ -17,7 +17,7 @@ mod tests;
 
 pub use adamw::AdamW;
 pub use clip::clip_grad_norm;
-pub use eval::{evaluate, evaluate_with, Evaluation};
+pub use eval::{evaluate, evaluate_test, evaluate_with, Evaluation};
 pub use schedule::{epoch_seed, learning_rate, total_steps, warmup_steps};
 
 use crate::batch::{make_batch, plan_batches, Batch, BatchPlan, TokenizedSplit};

@@ -282,3 +282,55 @@ fn failures_are_typed() -> candle_core::Result<()> {
     ));
     Ok(())
 }
+
+/// Issue 19: a prefix design's seed reaches both its initial tensors and the batch order.
+#[test]
+fn seeds_vary_prefix_init_and_batch_order() {
+    use crate::batch::{plan_batches, BatchPlan};
+    let design: crate::spec::Design = crate::spec::shipped_preset("prefix");
+    let values = |seed: u64| -> Vec<(String, Vec<f32>)> {
+        let encoder = crate::backbone::tiny::tiny_encoder(0).expect("tiny encoder");
+        let model = crate::model::AdaptedModel::build(encoder, &design, 2, seed).expect("build");
+        model
+            .store
+            .named()
+            .iter()
+            .map(|(name, var)| {
+                let v = var
+                    .as_tensor()
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>());
+                (name.clone(), v.expect("values"))
+            })
+            .collect()
+    };
+    let (a, a_again, b) = (values(0), values(0), values(1));
+    assert_eq!(a, a_again);
+    let prefix: Vec<&String> = a
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.contains("prefix"))
+        .collect();
+    assert!(
+        !prefix.is_empty(),
+        "no prefix tensors in {:?}",
+        a.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        // Zero-filled tensors (biases) are the same for every seed; random ones must differ.
+        if x.iter().any(|v| *v != 0.0) {
+            assert_ne!(x, y, "{name} is the same for seeds 0 and 1");
+        }
+    }
+    let split = task(64, 0);
+    let order = |seed: u64| {
+        let plan = BatchPlan {
+            batch_size: 8,
+            shuffle_seed: Some(epoch_seed(seed, 1)),
+            bucket_by_length: true,
+        };
+        plan_batches(&split, &plan)
+    };
+    assert_eq!(order(0), order(0));
+    assert_ne!(order(0), order(1));
+}

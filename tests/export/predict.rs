@@ -33,6 +33,7 @@ fn a_run_folder_exports_and_predict_evaluate_matches_training() {
             text_column: "text".into(),
             label_column: "label".into(),
         },
+        test: pets::data::TestSplit::default(),
         max_len: 16,
         dropout: 0.0,
         train: pets::train::TrainConfig {
