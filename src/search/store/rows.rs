@@ -12,6 +12,8 @@ use serde_json::Value;
 pub enum TrialKind {
     Search,
     Baseline,
+    /// A full-fidelity re-run, on another seed, of the search or baseline trial in `parent`.
+    Confirm,
 }
 
 impl TrialKind {
@@ -19,6 +21,7 @@ impl TrialKind {
         match self {
             TrialKind::Search => "search",
             TrialKind::Baseline => "baseline",
+            TrialKind::Confirm => "confirm",
         }
     }
 }
@@ -186,6 +189,7 @@ impl RawRow {
         let kind = match self.kind.as_str() {
             "search" => TrialKind::Search,
             "baseline" => TrialKind::Baseline,
+            "confirm" => TrialKind::Confirm,
             other => return Err(corrupt(format!("unknown kind '{other}'"))),
         };
         let Some(state) = parse_state(&self.state) else {
