@@ -360,7 +360,10 @@ pub fn verdicts(
     confirmed: &[Confirmed],
     resamples: usize,
     seed: u64,
-) -> Option<(&Confirmed, Vec<(&Confirmed, Result<Comparison, BootstrapError>)>)> {
+) -> Option<(
+    &Confirmed,
+    Vec<(&Confirmed, Result<Comparison, BootstrapError>)>,
+)> {
     let best = best_front(confirmed)?;
     let against = confirmed
         .iter()
@@ -427,7 +430,10 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Beats);
         assert_eq!((c.seeds.clone(), c.pairs), (vec![7, 8], 5));
         let back = paired_bootstrap(&b, &a, RESAMPLES, 3).unwrap();
-        assert_eq!((back.low, back.high, back.verdict), (-1.0, -1.0, Verdict::Loses));
+        assert_eq!(
+            (back.low, back.high, back.verdict),
+            (-1.0, -1.0, Verdict::Loses)
+        );
     }
 
     #[test]
@@ -436,7 +442,11 @@ mod tests {
         let b = design("b", TrialKind::Baseline, vec![seed_run(7, "10")]);
         assert_eq!(
             paired_bootstrap(&a, &b, 100, 0),
-            Err(BootstrapError::LengthMismatch { seed: 7, a: 3, b: 2 })
+            Err(BootstrapError::LengthMismatch {
+                seed: 7,
+                a: 3,
+                b: 2
+            })
         );
         let mut none = seed_run(7, "");
         none.correct = None;

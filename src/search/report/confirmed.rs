@@ -137,7 +137,11 @@ fn sentence(best: &Confirmed, baseline: Option<&Confirmed>) -> String {
         return "No confirmed baseline has a test accuracy to compare with.".into();
     };
     let who = format!("the best front design ({})", best.name);
-    let base = format!("the best baseline ({}, mean test {})", b.name, acc(b.mean_test()));
+    let base = format!(
+        "the best baseline ({}, mean test {})",
+        b.name,
+        acc(b.mean_test())
+    );
     match paired_bootstrap(best, b, RESAMPLES, BOOTSTRAP_SEED) {
         Err(e) => format!("**Undecided**: {who} could not be compared with {base}: {e}."),
         Ok(c) => {
