@@ -5,6 +5,7 @@ pub mod bounds;
 pub mod budget;
 pub mod canonical;
 mod claim_loop;
+pub mod confirm;
 pub mod error;
 pub mod fidelity;
 pub mod generations;

@@ -1,9 +1,10 @@
-//! `pareto.csv` and `trials.csv`: the front and every trial as CSV rows.
+//! `pareto.csv` and `trials.csv`: the front and every trial as CSV rows (dev and test accuracy).
 
 use super::{design_in_words, over, percent, Front, Rendering, ReportContext};
+use crate::search::confirm::test_accuracy;
 use crate::search::store::{state_str, TrialRow};
 
-fn csv_bytes(header: &[&str], rows: Vec<Vec<String>>) -> Result<Vec<u8>, Rendering> {
+pub(crate) fn csv_bytes(header: &[&str], rows: Vec<Vec<String>>) -> Result<Vec<u8>, Rendering> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(header).map_err(Rendering::Csv)?;
     for row in rows {
@@ -25,6 +26,7 @@ pub(crate) fn front_csv(ctx: &ReportContext, front: &Front) -> Result<Vec<u8>, R
         "params",
         "percent",
         "accuracy",
+        "test_accuracy",
         "fidelity",
         "within_budget",
         "canonical",
@@ -37,6 +39,7 @@ pub(crate) fn front_csv(ctx: &ReportContext, front: &Front) -> Result<Vec<u8>, R
             opt(t.params),
             format!("{:.6}", percent(t, ctx.backbone_params)),
             opt(t.accuracy),
+            opt(test_accuracy(t)),
             t.fidelity.to_string(),
             over(t, ctx.budget_params).is_empty().to_string(),
             t.canonical.clone(),
@@ -58,6 +61,7 @@ pub(crate) fn trials_csv(ctx: &ReportContext, trials: &[TrialRow]) -> Result<Vec
         "params",
         "percent",
         "accuracy",
+        "test_accuracy",
         "seconds",
         "canonical",
         "design",
@@ -78,6 +82,7 @@ pub(crate) fn trials_csv(ctx: &ReportContext, trials: &[TrialRow]) -> Result<Vec
                 .map(|_| format!("{:.6}", percent(t, ctx.backbone_params)))
                 .unwrap_or_default(),
             opt(t.accuracy),
+            opt(test_accuracy(t)),
             t.seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
             t.canonical.clone(),
             design_in_words(&t.design),

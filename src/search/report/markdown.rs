@@ -1,7 +1,10 @@
-//! `pareto.md`: the study in numbers, the front and the baselines as Markdown tables, the verdict
-//! and the hypervolume history.
+//! `pareto.md`: the study in numbers, the front and the baselines as Markdown tables (dev and test
+//! accuracy), the dev verdict, the confirmation section and the hypervolume history.
 
-use super::{design_in_words, objectives, over, percent, Front, ReportContext, REFERENCE_ACCURACY};
+use super::{
+    confirmed, design_in_words, objectives, over, percent, test_cell, Front, ReportContext,
+    REFERENCE_ACCURACY,
+};
 use crate::report::group;
 use crate::search::store::{state_str, TrialKind, TrialRow};
 use crate::search::TrialState;
@@ -40,12 +43,15 @@ pub(crate) fn markdown(
         TrialState::Failed,
         TrialState::Running,
     ];
-    for kind in [TrialKind::Search, TrialKind::Baseline] {
+    for kind in [TrialKind::Search, TrialKind::Baseline, TrialKind::Confirm] {
+        let total = trials.iter().filter(|t| t.kind == kind).count();
+        if kind == TrialKind::Confirm && total == 0 {
+            continue;
+        }
         let by_state: Vec<String> = states
             .iter()
             .map(|&s| format!("{} {}", count(kind, s), state_str(s)))
             .collect();
-        let total = trials.iter().filter(|t| t.kind == kind).count();
         let _ = writeln!(
             md,
             "- {} trials: {total} ({})",
@@ -72,8 +78,8 @@ pub(crate) fn markdown(
         front.members.len(),
         front.candidates.len()
     );
-    md.push_str("| rank | design | trainable params | % of backbone | dev accuracy | steps | trial | within budget |\n");
-    md.push_str("|---:|---|---:|---:|---:|---:|---:|---|\n");
+    md.push_str("| rank | design | trainable params | % of backbone | dev accuracy | test accuracy | steps | trial | within budget |\n");
+    md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
     for (i, t) in front.members.iter().enumerate() {
         let within = if over(t, ctx.budget_params).is_empty() {
             "yes"
@@ -82,12 +88,13 @@ pub(crate) fn markdown(
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.3}% | {:.4} | {} | {} | {within} |",
+            "| {} | {} | {} | {:.3}% | {:.4} | {} | {} | {} | {within} |",
             i + 1,
             cell(&design_in_words(&t.design)),
             group(t.params.unwrap_or(0)),
             percent(t, ctx.backbone_params),
             t.accuracy.unwrap_or(f64::NAN),
+            test_cell(t),
             t.fidelity,
             t.number
         );
@@ -96,20 +103,22 @@ pub(crate) fn markdown(
         .iter()
         .filter(|t| t.kind == TrialKind::Baseline && objectives(t).is_some())
         .collect();
-    md.push_str("\n## Baselines\n\n| preset | trainable params | % of backbone | dev accuracy | steps | trial |\n|---|---:|---:|---:|---:|---:|\n");
+    md.push_str("\n## Baselines\n\n| preset | trainable params | % of backbone | dev accuracy | test accuracy | steps | trial |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for t in &baselines {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.3}% | {:.4} | {} | {} |",
+            "| {} | {} | {:.3}% | {:.4} | {} | {} | {} |",
             cell(t.label.as_deref().unwrap_or("?")),
             group(t.params.unwrap_or(0)),
             percent(t, ctx.backbone_params),
             t.accuracy.unwrap_or(f64::NAN),
+            test_cell(t),
             t.fidelity,
             t.number
         );
     }
     let _ = writeln!(md, "\n{}\n", verdict(ctx, front, &baselines));
+    let _ = writeln!(md, "{}", confirmed::section(ctx, trials));
     let _ = writeln!(
         md,
         "## Hypervolume over trials\n\nArea dominated by the front at {} steps, reference point accuracy \

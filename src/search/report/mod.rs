@@ -2,18 +2,22 @@
 //! hypervolume over trials, and the front as a terminal table.
 //!
 //! This module owns the front, the hypervolume history, the terminal table and [`write_reports`];
-//! `markdown` renders `pareto.md` and `csv_files` the two CSV files (the SVGs come from `plot`).
+//! `markdown` renders `pareto.md`, `csv_files` the front and trial CSV files and `confirmed` the
+//! confirmation section and `confirmed.csv` (the SVGs come from `plot`).
 
+mod confirmed;
 mod csv_files;
 mod markdown;
 
 pub use markdown::verdict;
 
+use super::confirm::test_accuracy;
 use super::pareto::{hypervolume, pareto_front, Point};
 use super::store::{TrialKind, TrialRow};
 use super::{plot, TrialState};
 use crate::report::group;
 use crate::spec::Design;
+use confirmed::confirmed_csv;
 use csv_files::{front_csv, trials_csv};
 use markdown::markdown;
 use std::fmt::Write as _;
@@ -162,6 +166,8 @@ struct FrontRow {
     percent: String,
     #[tabled(rename = "dev acc")]
     accuracy: String,
+    #[tabled(rename = "test acc")]
+    test: String,
     steps: usize,
 }
 
@@ -175,6 +181,7 @@ pub fn front_table(trials: &[TrialRow], budget_params: usize, backbone_params: u
         params: format!("{}{}", group(t.params.unwrap_or(0)), over(t, budget_params)),
         percent: format!("{:.3}%", percent(t, backbone_params)),
         accuracy: format!("{:.4}", t.accuracy.unwrap_or(f64::NAN)),
+        test: test_cell(t),
         steps: t.fidelity,
     });
     let mut out = Table::new(rows).with(Style::sharp()).to_string();
@@ -188,6 +195,11 @@ pub fn front_table(trials: &[TrialRow], budget_params: usize, backbone_params: u
     out
 }
 
+/// `metrics.test_accuracy` to 4 decimals, "—" when the task has no test split.
+pub(crate) fn test_cell(t: &TrialRow) -> String {
+    test_accuracy(t).map_or_else(|| "—".into(), |v| format!("{v:.4}"))
+}
+
 fn over(t: &TrialRow, budget: usize) -> &'static str {
     if t.params.unwrap_or(0) > budget {
         " *"
@@ -196,7 +208,7 @@ fn over(t: &TrialRow, budget: usize) -> &'static str {
     }
 }
 
-/// Writes `pareto.md`, `pareto.csv`, `trials.csv`, `pareto.svg` and `hypervolume.svg` into `dir`,
+/// Writes `pareto.md`, `pareto.csv`, `trials.csv`, `confirmed.csv`, `pareto.svg` and `hypervolume.svg` into `dir`,
 /// each atomically (a crash leaves the previous version, never half a file). Returns the paths.
 pub fn write_reports(
     dir: &Path,
@@ -217,6 +229,7 @@ pub fn write_reports(
         ),
         ("pareto.csv", front_csv(ctx, &front)),
         ("trials.csv", trials_csv(ctx, trials)),
+        ("confirmed.csv", confirmed_csv(trials)),
         (
             "pareto.svg",
             plot::pareto_svg(ctx, trials, &front).map(String::into_bytes),
@@ -280,12 +293,13 @@ mod tests {
     fn a_study_without_trials_still_reports() {
         let dir = std::env::temp_dir().join(format!("pets-empty-report-{}", std::process::id()));
         let written = write_reports(&dir, &ctx(), &[]).expect("reports of an empty study");
-        assert_eq!(written.len(), 5);
+        assert_eq!(written.len(), 6);
         let md = std::fs::read_to_string(dir.join("pareto.md")).unwrap();
         assert!(
             md.contains("No searched design within the budget of 0 parameters has completed yet.")
         );
         assert!(md.contains("- search trials: 0 (0 complete"));
+        assert!(md.contains("No design has been confirmed yet"));
         let svg = std::fs::read_to_string(dir.join("pareto.svg")).unwrap();
         assert!(svg.starts_with("<svg") && !svg.contains("<circle"));
         let _ = std::fs::remove_dir_all(&dir);

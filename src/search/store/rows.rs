@@ -12,7 +12,7 @@ use serde_json::Value;
 pub enum TrialKind {
     Search,
     Baseline,
-    /// A front design or baseline trained again with another seed after the search.
+    /// A full-fidelity re-run, on another seed, of the search or baseline trial in `parent`.
     Confirm,
 }
 
