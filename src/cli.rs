@@ -238,7 +238,7 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 6)]
     pub population: usize,
     /// Search trials in all, promotions included (baselines and confirmation runs are not
-    /// counted). Default 40, or no limit when --timeout is given.
+    /// counted). Default 45, or no limit when --timeout is given.
     #[arg(long)]
     pub trials: Option<usize>,
     /// The study's wall time, summed over resumes (90s, 45m, 2h, 1h30m): once spent no new
@@ -253,7 +253,7 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 3)]
     pub confirm_seeds: usize,
     /// Successive-halving factor: each rung keeps 1/eta of the candidates at eta× the steps.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     pub eta: usize,
     /// Fidelity levels (the last is full training).
     #[arg(long, default_value_t = 2)]

@@ -230,9 +230,9 @@ fn malformed_designs_spaces_budgets_and_options() {
         },
         Case {
             name: "more rungs than full fidelity has steps",
-            // The training split of 40 reviews in batches of 32: 2 steps an epoch, 1 epoch.
+            // 40 reviews leave 32 to train (4 dev, 4 test) in batches of 32: 1 step, 1 epoch.
             args: search(&["--rungs", "3"]),
-            needles: s(&["--rungs 3: with --eta 3 the cheapest rung would train 1/9 of the 2 full-fidelity steps"]),
+            needles: s(&["--rungs 3: with --eta 2 the cheapest rung would train 1/4 of the 1 full-fidelity steps"]),
         },
     ];
     check(&cases, &dir.join("cache"));

@@ -162,6 +162,7 @@ fn reports_render_the_hand_computed_front() {
             "pareto.md",
             "pareto.csv",
             "trials.csv",
+            "confirmed.csv",
             "pareto.svg",
             "hypervolume.svg"
         ]
@@ -184,7 +185,7 @@ fn reports_render_the_hand_computed_front() {
     assert_eq!(column(&front, 3), ["200", "400", "1600"]);
     assert_eq!(column(&front, 5), ["0.7", "0.75", "0.85"]);
     assert_eq!(
-        column(&front, 7),
+        column(&front, 8),
         ["true", "true", "false"],
         "within budget"
     );
@@ -194,9 +195,9 @@ fn reports_render_the_hand_computed_front() {
     assert_eq!(all.len(), 12);
     let text = std::fs::read_to_string(dir.join("trials.csv")).unwrap();
     assert_eq!(text.lines().count(), 13, "header + one line per trial");
-    assert!(text.starts_with("number,kind,label,state,rung,fidelity,parent,seed,params,percent,accuracy,seconds,canonical,design,error\n"));
+    assert!(text.starts_with("number,kind,label,state,rung,fidelity,parent,seed,params,percent,accuracy,test_accuracy,seconds,canonical,design,error\n"));
     assert_eq!(column(&all, 3)[5..7], ["failed", "pruned"]);
-    assert_eq!(&all[5][14], "NaN loss, at step 3");
+    assert_eq!(&all[5][15], "NaN loss, at step 3");
     assert_eq!(&all[9][2], "houlsby");
     assert_eq!(&all[11][3], "running");
 
@@ -208,9 +209,9 @@ fn reports_render_the_hand_computed_front() {
         "- baseline trials: 3 (3 complete, 0 pruned, 0 failed, 0 running)",
         "## Front at 400 steps",
         "3 of the 5 complete search trials",
-        "| 2 | parallel Relu bottleneck r=8 on Ffn, add | 400 | 0.200% | 0.7500 | 400 | 2 | yes |",
-        "| houlsby | 900 | 0.450% | 0.7800 | 400 | 9 |",
-        "| full_finetune | 200,000 | 100.000% | 0.9000 | 400 | 10 |",
+        "| 2 | parallel Relu bottleneck r=8 on Ffn, add | 400 | 0.200% | 0.7500 | — | 400 | 2 | yes |",
+        "| houlsby | 900 | 0.450% | 0.7800 | — | 400 | 9 |",
+        "| full_finetune | 200,000 | 100.000% | 0.9000 | — | 400 | 10 |",
         "**No**: the best baseline within budget (houlsby, 900 params, 0.7800, 400 steps) beats the best front design within budget (trial 2",
         // Reference (0.5, 1000), scale 500: trial 1 adds 800·0.2 = 160, trial 2 adds 600·0.05 = 30.
         "| 0 | 0.00000 |\n| 1 | 0.32000 |\n| 2 | 0.38000 |\n| 11 | 0.38000 |",

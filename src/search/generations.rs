@@ -135,8 +135,21 @@ mod tests {
     }
 
     #[test]
+    fn the_default_budget_holds_thirty_candidates() {
+        // The README's main job: eta 2, 12 + 6, then 6 + 3 three times = 45 trials.
+        let l = Layout {
+            eta: 2,
+            trials: Some(crate::search::limits::DEFAULT_TRIALS),
+            ..layout(None)
+        };
+        let sizes: Vec<usize> = (0..6).map_while(|g| l.size(g)).collect();
+        assert_eq!(sizes, [12, 6, 6, 6]);
+        assert_eq!(sizes.iter().sum::<usize>(), 30);
+    }
+
+    #[test]
     fn the_trial_budget_lays_out_generations_and_shrinks_the_last() {
-        // The README's main job: 12 + 4, then 6 + 2 three times = 40 trials, 30 candidates.
+        // eta 3: 12 + 4, then 6 + 2 three times = 40 trials.
         let l = layout(Some(40));
         let sizes: Vec<usize> = (0..5).map_while(|g| l.size(g)).collect();
         assert_eq!(sizes, [12, 6, 6, 6]);

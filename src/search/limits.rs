@@ -12,7 +12,7 @@ use super::{SearchError, TrialState};
 use std::time::Duration;
 
 /// The search trials `--trials` allows when neither budget is given.
-pub const DEFAULT_TRIALS: usize = 40;
+pub const DEFAULT_TRIALS: usize = 45;
 
 /// When a study stops starting search trials.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn budgets_default_to_forty_trials_unless_a_timeout_is_given() {
+    fn budgets_default_to_forty_five_trials_unless_a_timeout_is_given() {
         let hour = Some(Duration::from_secs(3600));
         assert_eq!(Limits::new(None, None).trials, Some(DEFAULT_TRIALS));
         assert_eq!(Limits::new(None, hour).trials, None);
