@@ -354,16 +354,16 @@ pub fn paired_bootstrap(
     })
 }
 
+/// Each baseline with the best front design's comparison against it.
+pub type AgainstBaselines<'a> = Vec<(&'a Confirmed, Result<Comparison, BootstrapError>)>;
+
 /// The best front design against every confirmed baseline (in ranking order), or `None` when no
 /// searched design is confirmed.
 pub fn verdicts(
     confirmed: &[Confirmed],
     resamples: usize,
     seed: u64,
-) -> Option<(
-    &Confirmed,
-    Vec<(&Confirmed, Result<Comparison, BootstrapError>)>,
-)> {
+) -> Option<(&Confirmed, AgainstBaselines<'_>)> {
     let best = best_front(confirmed)?;
     let against = confirmed
         .iter()
