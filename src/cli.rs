@@ -343,20 +343,17 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn settings(&self, default_epochs: usize) -> Result<RunSettings> {
+        let file = |path: PathBuf| TaskSource::File {
+            path,
+            text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
+            label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
+        };
         let task = match (&self.text_column, &self.label_column) {
             (None, None) => TaskSource::Builtin(self.task.clone()),
-            (text, label) => TaskSource::File {
-                path: PathBuf::from(&self.task),
-                text_column: text.clone().unwrap_or_else(|| "text".into()),
-                label_column: label.clone().unwrap_or_else(|| "label".into()),
-            },
+            _ => file(PathBuf::from(&self.task)),
         };
         let test = match (&self.test, self.test_fraction) {
-            (Some(path), _) => TestSplit::File(TaskSource::File {
-                path: path.clone(),
-                text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
-                label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
-            }),
+            (Some(path), _) => TestSplit::File(file(path.clone())),
             (None, Some(f)) => {
                 let dev = SplitOptions::default().dev_fraction;
                 if f.is_nan() || f < 0.0 || f + dev >= 1.0 {

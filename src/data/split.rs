@@ -91,24 +91,20 @@ pub fn stratified_split(
     }
     let mut rng = StdRng::seed_from_u64(options.seed);
     let (mut rest, mut dev) = (Vec::new(), Vec::new());
-    // Per class: (size before dev, left after dev).
-    let mut sizes: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    // Per class: how many of what dev leaves go to test.
+    let mut want: BTreeMap<u32, usize> = BTreeMap::new();
     for (label, mut class) in classes {
         class.shuffle(&mut rng);
         let n = class.len();
         // Train keeps at least one example of every class; dev gets one of every class it can.
         let k = take_count(n, n, f);
         let left = class.split_off(k);
-        sizes.insert(label, (n, left.len()));
+        want.insert(label, take_count(n, left.len(), tf));
         dev.extend(class);
         rest.extend(left);
     }
     rest.shuffle(&mut rng);
     dev.shuffle(&mut rng);
-    let mut want: BTreeMap<u32, usize> = sizes
-        .iter()
-        .map(|(&label, &(total, left))| (label, take_count(total, left, tf)))
-        .collect();
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for ex in rest {
         match want.get_mut(&ex.label) {

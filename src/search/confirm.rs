@@ -10,6 +10,7 @@ use super::store::{TrialKind, TrialRow};
 use super::TrialState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
 use thiserror::Error;
 
 /// Resamples of the paired bootstrap (the 10,000).
@@ -135,18 +136,20 @@ fn run(t: &TrialRow) -> SeedRun {
 /// Every confirmed design of a study, ranked by mean test accuracy (highest first; designs
 /// without one last, by parent number).
 pub fn confirmed(trials: &[TrialRow]) -> Vec<Confirmed> {
+    let mut children_of: HashMap<usize, Vec<&TrialRow>> = HashMap::new();
+    for c in trials.iter().filter(|c| c.kind == TrialKind::Confirm) {
+        if let Some(parent) = c.parent {
+            children_of.entry(parent).or_default().push(c);
+        }
+    }
     let mut out: Vec<Confirmed> = Vec::new();
     for parent in trials
         .iter()
         .filter(|t| matches!(t.kind, TrialKind::Search | TrialKind::Baseline))
     {
-        let mut children: Vec<&TrialRow> = trials
-            .iter()
-            .filter(|c| c.kind == TrialKind::Confirm && c.parent == Some(parent.number))
-            .collect();
-        if children.is_empty() {
+        let Some(mut children) = children_of.remove(&parent.number) else {
             continue;
-        }
+        };
         children.sort_by_key(|c| (c.seed, c.number));
         // A seed run twice (a re-claimed trial): keep the complete run, else the last.
         let mut runs = vec![run(parent)];

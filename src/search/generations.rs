@@ -27,26 +27,27 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Candidates of each rung, cheapest first, in a generation of `size` designs.
+    fn rung_sizes(&self, size: usize) -> impl Iterator<Item = usize> {
+        let eta = self.eta.max(2);
+        std::iter::successors(Some(size), move |n| Some(n.div_ceil(eta))).take(self.rungs.max(1))
+    }
+
     /// Candidates each rung trains in a generation of `size` designs.
     pub fn bracket(&self, size: usize) -> Vec<usize> {
-        let mut out = Vec::with_capacity(self.rungs.max(1));
-        let mut n = size;
-        for _ in 0..self.rungs.max(1) {
-            out.push(n);
-            n = n.div_ceil(self.eta.max(2));
-        }
-        out
+        self.rung_sizes(size).collect()
     }
 
     /// Trials a generation of `size` designs uses, promotions included.
     pub fn cost(&self, size: usize) -> usize {
-        self.bracket(size).iter().sum()
+        self.rung_sizes(size).sum()
     }
 
-    /// The size of generation `g`; `None` when the trial budget holds no generation `g`.
-    pub fn size(&self, g: usize) -> Option<usize> {
+    /// The sizes of the generations in order, as many as the trial budget holds (endless
+    /// without a trial limit).
+    pub fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
         let mut used = 0;
-        for k in 0..=g {
+        (0..).map_while(move |k| {
             let wanted = if k == 0 {
                 self.initial
             } else {
@@ -60,18 +61,20 @@ impl Layout {
                     (1..=wanted).rev().find(|&s| self.cost(s) <= left)?
                 }
             };
-            if k == g {
-                return Some(size);
-            }
             used += self.cost(size);
-        }
-        None
+            Some(size)
+        })
+    }
+
+    /// The size of generation `g`; `None` when the trial budget holds no generation `g`.
+    pub fn size(&self, g: usize) -> Option<usize> {
+        self.sizes().nth(g)
     }
 
     /// Generations the trial budget holds (`None` without a trial limit).
     pub fn generations(&self) -> Option<usize> {
         self.trials?;
-        Some((0..).take_while(|&g| self.size(g).is_some()).count())
+        Some(self.sizes().count())
     }
 
     /// The generation of every search trial in `search` (search trials only), by number.
@@ -79,12 +82,14 @@ impl Layout {
         let mut rung0: Vec<&TrialRow> = search.iter().copied().filter(|t| t.rung == 0).collect();
         rung0.sort_by_key(|t| t.number);
         let mut of = HashMap::new();
-        let (mut g, mut filled) = (0, 0);
+        let mut sizes = self.sizes();
+        let (mut g, mut size, mut filled) = (0, sizes.next().unwrap_or(0), 0);
         for t in rung0 {
             // Trials beyond the layout (a study of an older pets) join the last generation.
-            while self.size(g).is_some_and(|s| filled >= s) && self.size(g + 1).is_some() {
-                g += 1;
-                filled = 0;
+            if filled >= size {
+                if let Some(next) = sizes.next() {
+                    (g, size, filled) = (g + 1, next, 0);
+                }
             }
             of.insert(t.number, g);
             filled += 1;

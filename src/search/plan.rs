@@ -21,12 +21,12 @@
 use super::fidelity::promotion_order;
 use super::generations::Layout;
 use super::limits::Limits;
-use super::pareto::{non_dominated_sort, Point};
+use super::pareto::{pareto_front, Point};
 use super::store::{NewTrial, Next, TrialKind, TrialRow, INTERRUPTED};
 use super::{canonical, sampler_by_name, ProposalContext, SearchError, SearchSpace, TrialState};
 use crate::backbone::config::BackboneShape;
 use crate::spec::Design;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Everything the planner needs; built once per worker from the study's settings.
 pub struct StudyPlan<'a> {
@@ -125,16 +125,15 @@ impl StudyPlan<'_> {
             .collect();
         search.sort_by_key(|t| t.number);
         let generation = self.layout.membership(&search);
+        let mut by_generation: HashMap<usize, Vec<&TrialRow>> = HashMap::new();
+        for t in &search {
+            if let Some(&g) = generation.get(&t.number) {
+                by_generation.entry(g).or_default().push(t);
+            }
+        }
         let out_of_time = self.limits.out_of_time(rows, now);
-        for g in 0.. {
-            let Some(size) = self.layout.size(g) else {
-                return Ok(SearchStep::Over);
-            };
-            let members: Vec<&TrialRow> = search
-                .iter()
-                .copied()
-                .filter(|t| generation.get(&t.number) == Some(&g))
-                .collect();
+        for (g, size) in self.layout.sizes().enumerate() {
+            let members = by_generation.remove(&g).unwrap_or_default();
             let at = |r: usize| -> Vec<&TrialRow> {
                 members.iter().copied().filter(|t| t.rung == r).collect()
             };
@@ -246,10 +245,10 @@ impl StudyPlan<'_> {
             .filter(|t| t.params.is_some_and(|p| p <= self.budget_params))
             .copied()
             .collect();
-        let mut front: Vec<&TrialRow> = non_dominated_sort(&points(&candidates))
-            .first()
-            .map(|f| f.iter().map(|&i| candidates[i]).collect())
-            .unwrap_or_default();
+        let mut front: Vec<&TrialRow> = pareto_front(&points(&candidates))
+            .into_iter()
+            .map(|i| candidates[i])
+            .collect();
         front.sort_by(|a, b| {
             b.accuracy
                 .unwrap_or(0.0)

@@ -4,7 +4,7 @@
 use super::{csv_files::csv_bytes, Rendering, ReportContext};
 use crate::report::group;
 use crate::search::confirm::{
-    best_baseline, confirmed, paired_bootstrap, verdicts, Confirmed, RESAMPLES,
+    best_baseline, confirmed, verdicts, BootstrapError, Comparison, Confirmed, RESAMPLES,
 };
 use crate::search::store::{state_str, TrialRow};
 use std::fmt::Write as _;
@@ -127,13 +127,24 @@ pub(crate) fn section(ctx: &ReportContext, trials: &[TrialRow]) -> String {
             }
         }
     }
-    let _ = writeln!(md, "\n{}", sentence(best, best_baseline(&all)));
+    let best_base = best_baseline(&all);
+    let against_best = best_base.and_then(|b| {
+        against
+            .iter()
+            .find(|(c, _)| c.parent == b.parent)
+            .map(|(_, cmp)| cmp)
+    });
+    let _ = writeln!(md, "\n{}", sentence(best, best_base.zip(against_best)));
     md
 }
 
-/// Whether the best front design beats the best baseline (highest mean test), in one sentence.
-fn sentence(best: &Confirmed, baseline: Option<&Confirmed>) -> String {
-    let Some(b) = baseline else {
+/// Whether the best front design beats the best baseline (highest mean test), in one sentence,
+/// from the comparison the verdict table made.
+fn sentence(
+    best: &Confirmed,
+    baseline: Option<(&Confirmed, &Result<Comparison, BootstrapError>)>,
+) -> String {
+    let Some((b, comparison)) = baseline else {
         return "No confirmed baseline has a test accuracy to compare with.".into();
     };
     let who = format!("the best front design ({})", best.name);
@@ -142,7 +153,7 @@ fn sentence(best: &Confirmed, baseline: Option<&Confirmed>) -> String {
         b.name,
         acc(b.mean_test())
     );
-    match paired_bootstrap(best, b, RESAMPLES, BOOTSTRAP_SEED) {
+    match comparison {
         Err(e) => format!("**Undecided**: {who} could not be compared with {base}: {e}."),
         Ok(c) => {
             let interval = format!(
