@@ -2,10 +2,14 @@
 # Regenerates reports/bench.md on this machine's CPU in one run (bench/cpu_report.py says what
 # it measures): the fp32 training step against bench/reference.py, one epoch of `mr` end to end
 # against PyTorch (PEFT for lora), bucketing's and bf16's accuracy over 3 seeds, and a bf16
-# section. About 40 minutes on 2 cores. Children's outputs stay in runs/bench-cpu/ and are
+# section. About 20 minutes on 2 otherwise idle cores. Children's outputs stay in runs/bench-cpu/ and are
 # reused, so an interrupted run resumes; `--report-only` re-renders from them.
 #
-# usage: scripts/bench-cpu.sh [--threads N] [--report PATH] [--report-only]
+# Before measuring it waits (at most 90 s) for the load of its own build to settle, and it
+# records the CPU time other processes used meanwhile (bench/cpu_report.py).
+#
+# usage: scripts/bench-cpu.sh [--threads N] [--report PATH] [--report-only] [--until HH:MM]
+#        [--settle-load L] [--settle-max S]
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
