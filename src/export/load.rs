@@ -2,7 +2,7 @@
 
 use super::manifest::{sha256_file, BaseModel, Layout, Manifest, SELF_CONTAINED};
 use super::ExportError;
-use crate::adapters::ParamStore;
+use crate::methods::ParamStore;
 use crate::assets::Cache;
 use crate::backbone::encoder::Encoder;
 use crate::model::AdaptedModel;
