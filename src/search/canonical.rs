@@ -94,6 +94,17 @@ mod tests {
         assert_eq!(canonical(&c), canonical(&d));
     }
 
+    /// The hash a stored study holds for the lora preset (studies/pets.sqlite of reports/mam/,
+    /// written before forms became method configs): stores stay resumable across that change.
+    #[test]
+    fn is_stable_across_the_move_of_forms_into_method_configs() {
+        let lora = crate::spec::shipped_preset("lora");
+        assert_eq!(
+            canonical(&lora),
+            "e3d1b0311266204eec8c59c779e44fd98fc6f66a6cea370904d73615900aa256"
+        );
+    }
+
     #[test]
     fn changes_with_what_is_trained() {
         let h = canonical(&mam());
