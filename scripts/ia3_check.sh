@@ -47,14 +47,6 @@ echo "training IA³ (vectors from N(1, 0.1²)) for $steps steps on mr ..." >&2
 "$pets" train --design "$work/ia3.ron" --task mr --epochs 1 --max-steps "$steps" --quiet \
     --out "$work/run" >/dev/null
 "$pets" export --run "$work/run" --out "$work/pets" --force
-cat > "$work/texts.txt" <<'TEXTS'
-a gripping, beautifully acted film
-the plot was awful and the actors were dull !
-not a good movie , but not a bad one either
-the story is very fine .
-an utterly forgettable, lifeless and overlong mess that never finds its footing
-great
-TEXTS
-"$pets" predict --adapter "$work/pets" --format jsonl < "$work/texts.txt" > "$work/pets.jsonl"
+"$pets" predict --adapter "$work/pets" --format jsonl < scripts/peft_texts.txt > "$work/pets.jsonl"
 "$py" scripts/peft_check.py compare-ia3 --adapter "$work/pets" --predictions "$work/pets.jsonl" \
     --base "$base"

@@ -93,7 +93,10 @@ pub fn design_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Activation, BottleneckConfig, Form, Insertion, Layers, LoraConfig, PrefixConfig, Projection, Site};
+    use crate::spec::{
+        Activation, BottleneckConfig, Form, Insertion, Layers, LoraConfig, PrefixConfig,
+        Projection, Site,
+    };
 
     fn shape() -> BackboneShape {
         BackboneShape::MINILM_L6

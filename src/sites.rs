@@ -207,7 +207,10 @@ mod tests {
             );
         }
         let ffn_out = Wiring::of(Site::Projection(Projection::FfnOut), Insertion::Parallel);
-        assert_eq!((ffn_out.z_width, ffn_out.out_width), (Width::Ffn, Width::Hidden));
+        assert_eq!(
+            (ffn_out.z_width, ffn_out.out_width),
+            (Width::Ffn, Width::Hidden)
+        );
     }
 
     #[test]

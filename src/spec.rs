@@ -187,7 +187,8 @@ impl Design {
 /// The RON dialect of designs and spaces: a method's config sits inside its `Form` variant
 /// without a second pair of parentheses, read and written alike.
 pub fn ron_options() -> ron::Options {
-    ron::Options::default().with_default_extension(ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES)
+    ron::Options::default()
+        .with_default_extension(ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES)
 }
 
 /// A preset shipped in `search_spaces/presets/` (tests).

@@ -1,7 +1,7 @@
 //! The encoder's `config.json` and the shape facts derived from it: dims, tensor inventory, counts.
 
-use super::BackboneError;
 use super::family::Family;
+use super::BackboneError;
 use crate::sites::{BackbonePart, Projection, Width};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -3,9 +3,9 @@
 //! safetensors under pets' own names.
 
 use super::BenchSettings;
-use crate::methods::ParamStore;
 use crate::batch::Batch;
 use crate::error::io_err;
+use crate::methods::ParamStore;
 use crate::model::AdaptedModel;
 use crate::sites::{Projection, Site};
 use crate::spec::{Composition, Design, Form, Insertion};

@@ -4,7 +4,6 @@
 mod dot;
 mod validate;
 
-
 use crate::backbone::config::BackboneShape;
 use crate::sites::{Insertion, Point, Site};
 use crate::spec::{Composition, Design};
@@ -112,7 +111,10 @@ impl DesignGraph {
         let mut previous = graph.add_node(Node::Embeddings);
         for layer in 0..shape.layers {
             for point in Point::ALL {
-                nodes.insert((layer, point), graph.add_node(Node::Frozen { layer, point }));
+                nodes.insert(
+                    (layer, point),
+                    graph.add_node(Node::Frozen { layer, point }),
+                );
             }
             graph.add_edge(previous, nodes[&(layer, Point::LayerInput)], Edge::Flow);
             for (from, to) in Point::FLOW {
@@ -135,7 +137,10 @@ impl DesignGraph {
                     writes: wiring.writes,
                     composition: m.effective_composition(),
                 };
-                let (from, to) = (nodes[&(layer, wiring.reads)], nodes[&(layer, wiring.writes)]);
+                let (from, to) = (
+                    nodes[&(layer, wiring.reads)],
+                    nodes[&(layer, wiring.writes)],
+                );
                 graph.add_edge(from, to, Edge::Module(instance));
             }
         }

@@ -120,7 +120,8 @@ mod tests {
         ] {
             for percent in [0.1, 0.5, 5.0] {
                 let limit = (shape.backbone_params() as f64 * percent / 100.0) as usize;
-                let d = fit_to_budget(&shipped_preset(name), &shape, limit, Fit::Scale).expect("fits");
+                let d =
+                    fit_to_budget(&shipped_preset(name), &shape, limit, Fit::Scale).expect("fits");
                 let cost = trainable(&d);
                 assert!(cost <= limit, "{name}@{percent}%: {cost} > {limit}");
                 assert!(
@@ -147,16 +148,33 @@ mod tests {
         }
         // One width-1 bottleneck per head reads the whole hidden state: 12 of them a layer are
         // over 0.1% already, so the multi-head check uses 0.5%.
-        assert!(fit_to_budget(&shipped_preset("mh_parallel_adapter"), &shape, limit, Fit::Scale).is_none());
-        let mh = fit_to_budget(&shipped_preset("mh_parallel_adapter"), &shape, 5 * limit, Fit::Scale)
-            .expect("fits");
+        assert!(fit_to_budget(
+            &shipped_preset("mh_parallel_adapter"),
+            &shape,
+            limit,
+            Fit::Scale
+        )
+        .is_none());
+        let mh = fit_to_budget(
+            &shipped_preset("mh_parallel_adapter"),
+            &shape,
+            5 * limit,
+            Fit::Scale,
+        )
+        .expect("fits");
         assert_eq!(mh.modules[0].form.width() % shape.heads, 0);
     }
 
     #[test]
     fn full_finetuning_and_impossible_budgets_give_none() {
         let shape = BackboneShape::MINILM_L6;
-        assert!(fit_to_budget(&shipped_preset("full_finetune"), &shape, usize::MAX, Fit::Scale).is_none());
+        assert!(fit_to_budget(
+            &shipped_preset("full_finetune"),
+            &shape,
+            usize::MAX,
+            Fit::Scale
+        )
+        .is_none());
         // Houlsby's trainable layer norms plus two width-1 adapters a layer already exceed 0.1%.
         let limit = shape.backbone_params() / 1000;
         assert!(fit_to_budget(&shipped_preset("houlsby"), &shape, limit, Fit::Scale).is_none());
@@ -167,7 +185,10 @@ mod tests {
         let shape = BackboneShape::MINILM_L6;
         let mam = shipped_preset("mam");
         let roomy = trainable(&mam) + 1;
-        assert_eq!(fit_to_budget(&mam, &shape, roomy, Fit::ShrinkOnly), Some(mam.clone()));
+        assert_eq!(
+            fit_to_budget(&mam, &shape, roomy, Fit::ShrinkOnly),
+            Some(mam.clone())
+        );
         let limit = shape.backbone_params() / 1000;
         let fitted = fit_to_budget(&mam, &shape, limit, Fit::ShrinkOnly).expect("fits");
         assert!(trainable(&fitted) <= limit);

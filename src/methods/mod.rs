@@ -54,6 +54,13 @@ pub struct WidthKnob {
     pub value: usize,
 }
 
+impl WidthKnob {
+    /// The knob `field` at `value`.
+    pub fn new(field: &'static str, value: usize) -> Option<WidthKnob> {
+        Some(WidthKnob { field, value })
+    }
+}
+
 /// A claim a module makes on a site of a layer that no second module may make there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claim {

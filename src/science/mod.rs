@@ -15,7 +15,6 @@ use thiserror::Error;
 pub use plan::{Entry, Finding, Plan, Section};
 pub use runner::{run_all, RunnerOptions};
 
-
 #[derive(Debug, Error)]
 pub enum ScienceError {
     #[error(transparent)]

@@ -1,9 +1,9 @@
 //! The study plan (RON): sections of designs × budgets × seeds on a task, and the paper's
 //! findings as pairwise claims between labelled designs; expanded into concrete runs.
 
-use crate::methods::fit::{fit_to_budget, Fit};
 use super::ScienceError;
 use crate::backbone::config::BackboneShape;
+use crate::methods::fit::{fit_to_budget, Fit};
 use crate::spec::{parse_ron, Design};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

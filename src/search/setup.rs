@@ -9,9 +9,9 @@ use super::plan::StudyPlan;
 use super::report::ReportContext;
 use super::sampler::check_feasible;
 use super::study::{settings_fingerprint, Protocol, SearchSettings, DETERMINISM};
-use crate::methods::fit::{fit_to_budget, Fit};
 use super::{sampler_by_name, Budget, SearchError, SearchSpace};
 use crate::backbone::config::{BackboneShape, BertConfig};
+use crate::methods::fit::{fit_to_budget, Fit};
 use crate::run::{PreparedTask, RunSettings};
 use crate::spec::Design;
 

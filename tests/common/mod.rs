@@ -4,7 +4,9 @@
 use pets::search::store::{
     Claim, NewTrial, Store, StudyId, StudyStore, TrialKind, TrialResult, TrialRow,
 };
-use pets::spec::{Activation, BottleneckConfig, Design, Form, Init, Insertion, Layers, Module, Site};
+use pets::spec::{
+    Activation, BottleneckConfig, Design, Form, Init, Insertion, Layers, Module, Site,
+};
 use serde_json::json;
 use std::path::PathBuf;
 

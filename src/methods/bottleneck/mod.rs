@@ -38,10 +38,7 @@ impl Method for BottleneckConfig {
     }
 
     fn width(&self) -> Option<WidthKnob> {
-        Some(WidthKnob {
-            field: "r",
-            value: self.r,
-        })
+        WidthKnob::new("r", self.r)
     }
 
     fn with_width(&self, width: usize) -> Form {
@@ -128,5 +125,4 @@ impl MethodChoice for BottleneckChoice {
             activation: self.activations[variant % self.activations.len().max(1)],
         })
     }
-
 }

@@ -41,7 +41,6 @@ impl Bottleneck {
             activation,
         })
     }
-
 }
 
 impl Delta for Bottleneck {
@@ -101,7 +100,6 @@ impl HeadsBottleneck {
             activation,
         })
     }
-
 }
 
 impl Delta for HeadsBottleneck {

@@ -39,7 +39,8 @@ impl Method for Ia3 {
             return Err(Refusal::new("composition", why));
         }
         if module.site == Site::AttentionHeads {
-            let why = "IA³ rescales one tensor; use Projection(Key), Projection(Value) or FfnActivation";
+            let why =
+                "IA³ rescales one tensor; use Projection(Key), Projection(Value) or FfnActivation";
             return Err(Refusal::new("site", why));
         }
         Ok(())
@@ -63,7 +64,11 @@ impl Method for Ia3 {
             Init::Default => Fill::Const(1.0),
             Init::Normal(std) => Fill::NormalAround(1.0, std),
         };
-        Ok(Built::Rescale(store.var(&format!("{name}.ia3_l"), &[width], fill)?))
+        Ok(Built::Rescale(store.var(
+            &format!("{name}.ia3_l"),
+            &[width],
+            fill,
+        )?))
     }
 
     fn describe(&self) -> String {
@@ -112,6 +117,8 @@ impl MethodChoice for Ia3Choice {
     }
 
     fn refuses_composition(&self, c: Composition) -> Option<String> {
-        Some(format!("IA³ multiplies by its vector; {c:?} is not defined"))
+        Some(format!(
+            "IA³ multiplies by its vector; {c:?} is not defined"
+        ))
     }
 }

@@ -27,10 +27,7 @@ impl Method for LoraConfig {
     }
 
     fn width(&self) -> Option<WidthKnob> {
-        Some(WidthKnob {
-            field: "r",
-            value: self.r,
-        })
+        WidthKnob::new("r", self.r)
     }
 
     /// Keeps the scale `α/r`, so only the size changes.
@@ -145,7 +142,11 @@ impl MethodChoice for LoraChoice {
     }
 
     fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-        match self.values().iter().find(|a| !(a.is_finite() && **a != 0.0)) {
+        match self
+            .values()
+            .iter()
+            .find(|a| !(a.is_finite() && **a != 0.0))
+        {
             Some(a) => Err(("form.alpha", format!("{a} must be finite and non-zero"))),
             None => Ok(()),
         }

@@ -30,10 +30,7 @@ impl Method for PrefixConfig {
     }
 
     fn width(&self) -> Option<WidthKnob> {
-        Some(WidthKnob {
-            field: "l",
-            value: self.l,
-        })
+        WidthKnob::new("l", self.l)
     }
 
     fn with_width(&self, width: usize) -> Form {

@@ -6,10 +6,7 @@ use candle_core::{Result, Tensor};
 /// Where a prefix's keys and values come from.
 pub enum PrefixParams {
     /// Trained directly.
-    Direct {
-        keys: Tensor,
-        values: Tensor,
-    },
+    Direct { keys: Tensor, values: Tensor },
     /// Li & Liang's reparameterisation: an embedding through a tanh MLP gives keys and values.
     Mlp {
         embedding: Tensor,
