@@ -7,6 +7,9 @@ compare            load the base model with transformers' BertModel, apply the a
                    PeftModel.from_pretrained, mean-pool over the attention mask, apply pets'
                    head, and compare the logits with `pets predict --format jsonl` output;
                    exits 1 when the largest absolute difference exceeds --tolerance
+compare-ia3        the same for an IA³ design exported in pets' own format: PEFT's IA3 on the
+                   base model (keys and values rescaled at their output, the FFN's second
+                   projection at its input), its vectors set to pets' trained ones
 """
 
 import argparse
@@ -54,27 +57,74 @@ def make_tiny(out: Path) -> None:
     print(f"wrote a tiny BERT to {out}")
 
 
-def compare(adapter: Path, predictions: Path, base: str | None, tolerance: float) -> int:
+def quiet() -> None:
+    """The pooler is absent or unused (mean pooling): its load report is noise here."""
     import warnings
 
-    import torch
     import transformers
-    from peft import PeftModel
-    from safetensors.torch import load_file
-    from tokenizers import Tokenizer
-    from transformers import BertModel
 
-    # The pooler is absent or unused (mean pooling): its load report is noise here.
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
 
+
+def compare(adapter: Path, predictions: Path, base: str | None, tolerance: float) -> int:
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import BertModel
+
+    quiet()
     config = json.loads((adapter / "adapter_config.json").read_text())
-    manifest = json.loads((adapter / "manifest.json").read_text())
     base = base or config["base_model_name_or_path"]
     model = BertModel.from_pretrained(base, add_pooling_layer=False)
     model = PeftModel.from_pretrained(model, str(adapter)).eval()
     head = load_file(str(adapter / "head.safetensors"))
+    return check(model, head, adapter, predictions, base, tolerance, "LoRA")
+
+
+# pets' IA³ module labels (search_spaces/presets/ia3.ron) and the BERT module each rescales.
+IA3_SITES = {"k": "attention.self.key", "v": "attention.self.value", "ffn": "output.dense"}
+
+
+def compare_ia3(adapter: Path, predictions: Path, base: str, tolerance: float) -> int:
+    import re
+
+    import torch
+    from peft import IA3Config, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import BertModel
+
+    quiet()
+    tensors = load_file(str(adapter / "adapter.safetensors"))
+    ffn = r".*layer\.\d+\.output\.dense"
+    config = IA3Config(target_modules=rf".*\.(key|value)|{ffn}", feedforward_modules=ffn)
+    model = get_peft_model(BertModel.from_pretrained(base, add_pooling_layer=False), config)
+    set_vectors = 0
+    for name, module in model.named_modules():
+        if not hasattr(module, "ia3_l"):
+            continue
+        layer = int(re.search(r"layer\.(\d+)\.", name).group(1))
+        label = next(k for k, site in IA3_SITES.items()
+                     if name.endswith(f"layer.{layer}.{site}"))
+        vector = tensors[f"{label}.layer{layer}.ia3_l"]
+        with torch.no_grad():
+            param = module.ia3_l["default"]
+            param.copy_(vector.reshape(param.shape))
+        set_vectors += 1
+    expected = sum(1 for k in tensors if k.endswith(".ia3_l"))
+    if set_vectors != expected:
+        print(f"error: PEFT has {set_vectors} IA3 vectors, pets {expected}", file=sys.stderr)
+        return 2
+    head = {k: v for k, v in tensors.items() if k.startswith("head.")}
+    return check(model.eval(), head, adapter, predictions, base, tolerance, "IA³")
+
+
+def check(model, head, adapter: Path, predictions: Path, base: str, tolerance: float,
+          method: str) -> int:
+    import torch
+    from tokenizers import Tokenizer
+
+    manifest = json.loads((adapter / "manifest.json").read_text())
 
     rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
     if not rows:
@@ -107,7 +157,7 @@ def compare(adapter: Path, predictions: Path, base: str | None, tolerance: float
     print(f"peft {__import__('peft').__version__}, transformers "
           f"{__import__('transformers').__version__}, torch {torch.__version__}; base {base}")
     print(f"{len(rows)} texts: max abs logit difference pets vs PEFT = {diff:.3e} "
-          f"(tolerance {tolerance:g}); the LoRA itself moves logits by up to {effect:.3e}; "
+          f"(tolerance {tolerance:g}); the {method} itself moves logits by up to {effect:.3e}; "
           f"same label for {agree}/{len(rows)}")
     if diff > tolerance:
         print("FAILED: pets and PEFT disagree", file=sys.stderr)
@@ -127,10 +177,18 @@ def main() -> int:
                      help="`pets predict --format jsonl` output (with logits)")
     cmp.add_argument("--base", help="base model folder (default: the adapter config's)")
     cmp.add_argument("--tolerance", type=float, default=1e-4)
+    ia3 = sub.add_parser("compare-ia3")
+    ia3.add_argument("--adapter", type=Path, required=True, help="folder from `pets export`")
+    ia3.add_argument("--predictions", type=Path, required=True,
+                     help="`pets predict --format jsonl` output (with logits)")
+    ia3.add_argument("--base", required=True, help="base model folder")
+    ia3.add_argument("--tolerance", type=float, default=1e-4)
     args = parser.parse_args()
     if args.command == "make-tiny":
         make_tiny(args.dir)
         return 0
+    if args.command == "compare-ia3":
+        return compare_ia3(args.adapter, args.predictions, args.base, args.tolerance)
     return compare(args.adapter, args.predictions, args.base, args.tolerance)
 
 

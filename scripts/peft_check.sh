@@ -69,13 +69,5 @@ echo "training LoRA for $steps steps on $model ..." >&2
 "$pets" export --run "$work/run" --out "$work/peft" --format peft --force
 "$pets" export --run "$work/run" --out "$work/pets" --force
 
-cat > "$work/texts.txt" <<'EOF'
-a gripping, beautifully acted film
-the plot was awful and the actors were dull !
-not a good movie , but not a bad one either
-the story is very fine .
-an utterly forgettable, lifeless and overlong mess that never finds its footing
-great
-EOF
-"$pets" predict --adapter "$work/pets" --format jsonl < "$work/texts.txt" > "$work/pets.jsonl"
+"$pets" predict --adapter "$work/pets" --format jsonl < scripts/peft_texts.txt > "$work/pets.jsonl"
 "$py" scripts/peft_check.py compare --adapter "$work/peft" --predictions "$work/pets.jsonl"

@@ -1,9 +1,8 @@
 //! pets: declarative, searchable parameter-efficient fine-tuning on frozen BERT-family encoders.
 //!
 //! Data flow: RON design ([`spec`]) → validated graph ([`graph`]) → modules compiled onto the
-//! frozen encoder ([`compile`], [`backbone`], [`adapters`]) → training ([`train`]) → metrics.
+//! frozen encoder ([`compile`], [`backbone`], [`methods`]) → training ([`train`]) → metrics.
 
-pub mod adapters;
 pub mod analyse;
 pub mod assets;
 pub mod backbone;
@@ -15,6 +14,7 @@ pub mod error;
 pub mod export;
 pub mod fuzz;
 pub mod graph;
+pub mod methods;
 pub mod model;
 pub mod params;
 pub mod predict;
@@ -22,6 +22,7 @@ pub mod report;
 pub mod run;
 pub mod science;
 pub mod search;
+pub mod sites;
 pub mod spec;
 pub mod tokenize;
 pub mod train;

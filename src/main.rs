@@ -139,7 +139,7 @@ fn run(cli: Cli) -> Result<()> {
             let shape = model_config(&cache, &model)?.shape();
             let graph = DesignGraph::build(&design, &shape)?;
             if dot {
-                print!("{}", graph.to_dot());
+                print!("{}", graph.to_dot(&design));
             } else {
                 println!(
                     "design {}: {} nodes, {} edges, {} module instances over {} layers",

@@ -1,11 +1,11 @@
 //! The classifier: frozen encoder + compiled design + mean-pooling linear head, and its trainable vars.
 
-use crate::adapters::bottleneck::affine;
-use crate::adapters::init::Fill;
-use crate::adapters::ParamStore;
 use crate::backbone::encoder::{mean_pool, Encoder};
 use crate::batch::Batch;
 use crate::compile::{compile, CompiledDesign};
+use crate::methods::affine;
+use crate::methods::Fill;
+use crate::methods::ParamStore;
 use crate::params::{design_cost, DesignCost};
 use crate::spec::Design;
 use crate::train::Classifier;

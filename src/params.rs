@@ -2,51 +2,21 @@
 
 use crate::backbone::config::BackboneShape;
 use crate::graph::{self, GraphError};
-use crate::spec::{Composition, Design, Form, Insertion, Module, Site};
+use crate::spec::{Composition, Design, Module};
 use serde::Serialize;
 
-/// Widths a module reads (`z`) and writes (`Δh`) at its site.
-pub fn io_dims(module: &Module, shape: &BackboneShape) -> (usize, usize) {
-    match module.site {
-        Site::Projection(p) => {
-            let (input, output) = shape.projection_dims(p);
-            match module.insertion {
-                Insertion::Parallel => (input, output),
-                Insertion::Sequential => (output, output),
-            }
-        }
-        Site::Attention | Site::AttentionHeads | Site::Ffn => (shape.hidden, shape.hidden),
-    }
-}
-
-/// Trainable parameters one module adds to one layer.
+/// Trainable parameters one module adds to one layer: its method's tensors, plus a learned
+/// scale or gate where the method composes by one.
 pub fn module_params_per_layer(module: &Module, shape: &BackboneShape) -> usize {
-    let (z_dim, out_dim) = io_dims(module, shape);
-    let d = shape.hidden;
-    let core = match &module.form {
-        Form::Bottleneck { r, .. } => match (module.site, module.insertion) {
-            // One bottleneck per head, width r/heads each: the down-projection reads all of x
-            // (parallel) or only that head's output (sequential); each up-projection writes one head.
-            (Site::AttentionHeads, Insertion::Parallel) => d * r + r + r * shape.head_dim() + d,
-            (Site::AttentionHeads, Insertion::Sequential) => {
-                shape.head_dim() * r + r + r * shape.head_dim() + d
-            }
-            _ => z_dim * r + r + r * out_dim + out_dim,
-        },
-        Form::Lora { r, .. } => z_dim * r + r * out_dim,
-        Form::Prefix { l, reparam: None } => 2 * l * d,
-        // Saturating: a space may offer any MLP width, and its cost is computed (to be
-        // rejected as over budget) before validation bounds it.
-        Form::Prefix {
-            l,
-            reparam: Some(m),
-        } => (l * d + 2 * d).saturating_add(m.saturating_mul(3 * d + 1)),
-    };
-    let composition = match (&module.form, module.effective_composition()) {
-        (Form::Prefix { .. }, _) => 0,
-        (_, Composition::LearnedScale(_)) => 1,
-        (_, Composition::Gated) => z_dim + 1,
-        _ => 0,
+    let method = module.method();
+    let wiring = module.wiring();
+    let (z, out) = (shape.width(wiring.z_width), shape.width(wiring.out_width));
+    let core = method.params(module, shape, z, out);
+    let composition = match module.effective_composition() {
+        _ if !method.composes() => 0,
+        Composition::LearnedScale(_) => 1,
+        Composition::Gated => z + 1,
+        Composition::Add | Composition::Scaled(_) => 0,
     };
     core + composition
 }
@@ -89,23 +59,26 @@ pub fn design_cost(
     shape: &BackboneShape,
     classes: usize,
 ) -> Result<DesignCost, GraphError> {
-    let layer_sets = graph::validate(design, shape)?;
-    let modules: Vec<ModuleCost> = design
+    let graph = graph::validate(design, shape)?;
+    let mut modules: Vec<ModuleCost> = design
         .modules
         .iter()
-        .zip(&layer_sets)
         .enumerate()
-        .map(|(i, (module, layers))| {
-            let per_layer = module_params_per_layer(module, shape);
-            ModuleCost {
-                label: design.module_label(i),
-                description: module.describe(),
-                per_layer,
-                layers: layers.len(),
-                total: per_layer * layers.len(),
-            }
+        .map(|(i, module)| ModuleCost {
+            label: design.module_label(i),
+            description: module.describe(),
+            per_layer: module_params_per_layer(module, shape),
+            layers: 0,
+            total: 0,
         })
         .collect();
+    // Each instance in the graph is one layer's copy of its module.
+    for instance in graph.instances() {
+        if let Some(cost) = modules.get_mut(instance.module) {
+            cost.layers += 1;
+            cost.total += cost.per_layer;
+        }
+    }
     let unfrozen = shape.unfrozen_params(&design.unfreeze);
     let trainable = modules.iter().map(|m| m.total).sum::<usize>() + unfrozen;
     Ok(DesignCost {
@@ -120,7 +93,10 @@ pub fn design_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Activation, Layers, Projection};
+    use crate::spec::{
+        Activation, BottleneckConfig, Form, Insertion, Layers, LoraConfig, PrefixConfig,
+        Projection, Site,
+    };
 
     fn shape() -> BackboneShape {
         BackboneShape::MINILM_L6
@@ -153,11 +129,13 @@ mod tests {
     fn counts_match_the_papers_formulas() {
         let s = shape();
         let d = s.hidden;
-        let bottleneck = |r| Form::Bottleneck {
-            r,
-            activation: Activation::Relu,
+        let bottleneck = |r| {
+            Form::Bottleneck(BottleneckConfig {
+                r,
+                activation: Activation::Relu,
+            })
         };
-        let lora = |r| Form::Lora { r, alpha: 16.0 };
+        let lora = |r| Form::Lora(LoraConfig { r, alpha: 16.0 });
         let proj = |p| Site::Projection(p);
         let par = Insertion::Parallel;
         let cases: Vec<(&str, Vec<Module>, usize)> = vec![
@@ -193,16 +171,27 @@ mod tests {
             (
                 "prefix l=16",
                 vec![module(
-                    Form::Prefix {
+                    Form::Prefix(PrefixConfig {
                         l: 16,
                         reparam: None,
-                    },
+                    }),
                     Site::AttentionHeads,
                     par,
                 )],
                 2 * 16 * d,
             ),
+            (
+                "ia3 k,v,ffn",
+                vec![
+                    module(Form::Ia3, proj(Projection::Key), Insertion::Sequential),
+                    module(Form::Ia3, proj(Projection::Value), Insertion::Sequential),
+                    module(Form::Ia3, Site::FfnActivation, Insertion::Sequential),
+                ],
+                2 * d + s.ffn,
+            ),
         ];
+        // IA³ on minilm-l6: (2·384 + 1536)·6 = 13,824, as Liu et al.'s 2d + d_ffn per layer.
+        assert_eq!((2 * d + s.ffn) * s.layers, 13_824);
         for (name, modules, per_layer) in cases {
             let cost = design_cost(&design(modules), &s, 2).unwrap();
             assert_eq!(cost.trainable, per_layer * s.layers, "{name}");
@@ -214,10 +203,10 @@ mod tests {
         // ASSETS.md: LoRA q,v r=8 is 0.33% and scaled PA r=24 0.50% of 22,565,376.
         let s = shape();
         let pa = module(
-            Form::Bottleneck {
+            Form::Bottleneck(BottleneckConfig {
                 r: 24,
                 activation: Activation::Relu,
-            },
+            }),
             Site::Ffn,
             Insertion::Parallel,
         );
@@ -231,7 +220,7 @@ mod tests {
     fn gates_and_learned_scales_count() {
         let s = shape();
         let mut m = module(
-            Form::Lora { r: 8, alpha: 16.0 },
+            Form::Lora(LoraConfig { r: 8, alpha: 16.0 }),
             Site::Projection(Projection::FfnIn),
             Insertion::Parallel,
         );

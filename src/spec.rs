@@ -1,6 +1,10 @@
 //! RON types for one design of the unified space: a union of modules, each a point on the
 //! functional-form, insertion, modified-representation, composition and width dimensions.
 
+pub use crate::methods::bottleneck::{Activation, BottleneckConfig};
+pub use crate::methods::lora::LoraConfig;
+pub use crate::methods::prefix::PrefixConfig;
+pub use crate::sites::{BackbonePart, Insertion, Projection, Site};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use thiserror::Error;
@@ -55,13 +59,6 @@ fn positive_learning_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Opti
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BackbonePart {
-    LayerNorms,
-    Biases,
-    All,
-}
-
 /// One module: `Δh = f(z·W_down)·W_up` (or a prefix), read from `z` and joined to `h` at a site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,65 +81,16 @@ pub struct Module {
     pub init: Init,
 }
 
-/// The functional form `f` and the width knob.
+/// The functional form `f` and its width knob: one variant per method, each holding that
+/// method's config (`src/methods/<name>/`). RON writes a config inside its variant without extra
+/// parentheses: `Lora(r: 8, alpha: 16.0)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub enum Form {
-    Bottleneck {
-        r: usize,
-        activation: Activation,
-    },
-    Lora {
-        r: usize,
-        alpha: f32,
-    },
-    /// `l` learned key/value vectors per layer and head; `reparam: Some(m)` trains them through a
-    /// per-layer MLP of hidden width `m` (Li & Liang), whose parameters then count as trainable.
-    Prefix {
-        l: usize,
-        #[serde(default)]
-        reparam: Option<usize>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Activation {
-    Relu,
-    Gelu,
-    Silu,
-    Tanh,
-    Identity,
-}
-
-/// The modified representation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Site {
-    /// The attention sublayer's output (after W_o, before the residual and layer norm).
-    Attention,
-    /// Each head's output before W_o: one module per head, width split across heads.
-    AttentionHeads,
-    /// The FFN sublayer's output (after the second projection, before residual and layer norm).
-    Ffn,
-    /// One projection matrix's output.
-    Projection(Projection),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Projection {
-    Query,
-    Key,
-    Value,
-    Output,
-    FfnIn,
-    FfnOut,
-}
-
-/// Where the module reads `z` from: the site's output (sequential) or the sublayer's input (parallel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum Insertion {
-    Sequential,
-    #[default]
-    Parallel,
+    Bottleneck(BottleneckConfig),
+    Lora(LoraConfig),
+    Prefix(PrefixConfig),
+    /// IA³ rescaling vectors: sequential, one module per rescaled site.
+    Ia3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -222,7 +170,9 @@ impl Design {
 
     pub fn to_ron(&self) -> String {
         let config = ron::ser::PrettyConfig::new().struct_names(true);
-        ron::ser::to_string_pretty(self, config).unwrap_or_else(|e| format!("/* {e} */"))
+        ron_options()
+            .to_string_pretty(self, config)
+            .unwrap_or_else(|e| format!("/* {e} */"))
     }
 
     /// Each module's label: its `name`, else `m<index>`.
@@ -234,7 +184,13 @@ impl Design {
     }
 }
 
-/// RON parsing shared by designs and search spaces, with `file:line:column` errors.
+/// The RON dialect of designs and spaces: a method's config sits inside its `Form` variant
+/// without a second pair of parentheses, read and written alike.
+pub fn ron_options() -> ron::Options {
+    ron::Options::default()
+        .with_default_extension(ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES)
+}
+
 /// A preset shipped in `search_spaces/presets/` (tests).
 #[cfg(test)]
 pub(crate) fn shipped_preset(name: &str) -> Design {
@@ -245,7 +201,7 @@ pub(crate) fn shipped_preset(name: &str) -> Design {
 }
 
 pub fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, SpecError> {
-    ron::Options::default()
+    ron_options()
         .from_str(text)
         .map_err(|e: ron::error::SpannedError| SpecError::Parse {
             path: origin.to_string(),
@@ -255,6 +211,7 @@ pub fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Re
         })
 }
 
+/// RON parsing shared by designs and search spaces, with `file:line:column` errors.
 /// The type name a RON text starts with (`Design`, `SearchSpace`, `Plan`), after whitespace,
 /// comments and `#![enable(…)]` attributes; `None` when it starts with something else.
 pub fn ron_type_name(text: &str) -> Option<&str> {
@@ -278,62 +235,42 @@ pub fn ron_type_name(text: &str) -> Option<&str> {
 }
 
 impl Form {
-    /// The width knob: bottleneck or rank `r`, or prefix length `l`.
+    /// The width knob's value (bottleneck or rank `r`, prefix length `l`); 0 for a method of
+    /// fixed size.
     pub fn width(&self) -> usize {
-        match self {
-            Form::Bottleneck { r, .. } | Form::Lora { r, .. } => *r,
-            Form::Prefix { l, .. } => *l,
-        }
+        self.method().width().map_or(0, |w| w.value)
     }
 
+    /// The method's registry name.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Form::Bottleneck { .. } => "bottleneck",
-            Form::Lora { .. } => "lora",
-            Form::Prefix { .. } => "prefix",
-        }
+        self.method().name()
     }
 }
 
 impl Module {
-    /// The composition actually used: the explicit one, else the form's default.
+    /// The composition actually used: the explicit one, else the method's default.
     pub fn effective_composition(&self) -> Composition {
-        match (self.composition, &self.form) {
-            (Some(c), _) => c,
-            (None, Form::Prefix { .. }) => Composition::Gated,
-            (None, _) => Composition::Add,
-        }
+        self.composition
+            .unwrap_or_else(|| self.method().default_composition())
     }
 
     /// One line in words, for tables and reports.
     pub fn describe(&self) -> String {
-        let form = match &self.form {
-            Form::Bottleneck { r, activation } => format!("{activation:?} bottleneck r={r}"),
-            Form::Lora { r, alpha } => format!("LoRA r={r} α={alpha}"),
-            Form::Prefix { l, reparam } => match reparam {
-                Some(m) => format!("prefix l={l} (MLP {m})"),
-                None => format!("prefix l={l}"),
-            },
-        };
+        let method = self.method();
         let site = match self.site {
             Site::Projection(p) => format!("{p:?}"),
             s => format!("{s:?}"),
-        };
-        let comp = match self.effective_composition() {
-            Composition::Add => "add".to_string(),
-            Composition::Scaled(s) => format!("scale {s}"),
-            Composition::LearnedScale(s) => format!("learned scale from {s}"),
-            Composition::Gated => "gated".to_string(),
         };
         let layers = match &self.layers {
             Layers::All => String::new(),
             other => format!(", layers {other:?}"),
         };
-        let insertion = match self.form {
-            Form::Prefix { .. } => String::new(),
-            _ => format!("{:?} ", self.insertion).to_lowercase(),
-        };
-        format!("{insertion}{form} on {site}, {comp}{layers}")
+        format!(
+            "{}{} on {site}, {}{layers}",
+            method.insertion_words(self.insertion),
+            method.describe(),
+            method.join_words(self.effective_composition()),
+        )
     }
 }
 

@@ -140,7 +140,7 @@ fn every_preset_graph_has_one_node_per_module_instance() {
         let graph = DesignGraph::build(&d, &shape).unwrap();
         let instances: usize = graph.layer_sets.iter().map(Vec::len).sum();
         assert_eq!(graph.module_instances(), instances, "{}", d.name);
-        let dot = graph.to_dot();
+        let dot = graph.to_dot(&d);
         assert!(dot.starts_with("digraph design {") && dot.trim_end().ends_with('}'));
         assert_eq!(dot.matches("subgraph cluster_").count(), shape.layers);
     }

@@ -128,7 +128,7 @@ fn error_of<T>(result: pets::Result<T>) -> String {
 fn export_then_load_gives_the_same_logits_for_every_preset() {
     let f = fixture("presets");
     let designs = pets::report::load_presets(Path::new("search_spaces/presets"), &[]).unwrap();
-    assert_eq!(designs.len(), 10);
+    assert_eq!(designs.len(), 11);
     let batch = batch(&f);
     for design in &designs {
         let model = perturbed(&f, design);

@@ -14,7 +14,11 @@ use std::path::Path;
 
 fn presets() -> Vec<Design> {
     let designs = load_presets(Path::new("search_spaces/presets"), &[]).expect("presets load");
-    assert_eq!(designs.len(), 10, "the ten presets of the core issue");
+    assert_eq!(
+        designs.len(),
+        11,
+        "the ten presets of the core issue and IA³"
+    );
     designs
 }
 

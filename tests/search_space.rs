@@ -43,11 +43,10 @@ fn check(design: &Design, space: &SearchSpace, shape: &BackboneShape, limit: usi
     let cost = design_cost(design, shape, 2).unwrap().trainable;
     assert!(cost <= limit, "{cost} > {limit} params: {ctx}");
     for m in &design.modules {
-        assert!(
-            m.form.width() >= 1 && m.form.width() <= shape.hidden,
-            "{ctx}"
-        );
-        if m.site == Site::AttentionHeads && matches!(m.form, Form::Bottleneck { .. }) {
+        if let Some(width) = m.method().width() {
+            assert!(width.value >= 1 && width.value <= shape.hidden, "{ctx}");
+        }
+        if m.site == Site::AttentionHeads && matches!(m.form, Form::Bottleneck(_)) {
             assert_eq!(m.form.width() % shape.heads, 0, "{ctx}");
         }
     }

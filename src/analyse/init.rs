@@ -11,7 +11,7 @@ use crate::science::plan::Entry;
 use crate::science::report::collect;
 use crate::science::runner::{jobs, run_all, ChildRuns, RunSummary, RunnerOptions};
 use crate::science::stats::Spread;
-use crate::spec::{Design, Form, Init, Module};
+use crate::spec::{Design, Init, Module};
 
 /// One point of the sweep: a std (or the design's own init) and the seeds that finished.
 #[derive(Debug, Clone)]
@@ -61,23 +61,12 @@ fn own_std(design: &Design) -> Option<f32> {
 
 /// What `Init::Normal(std)` sets in one module, and what the module starts from as written.
 pub fn sweep_effect(module: &Module) -> String {
-    let swept = match &module.form {
-        Form::Bottleneck { .. } => "W_down and W_up ~ N(0, std²), biases zero".to_string(),
-        Form::Lora { .. } => "A and B ~ N(0, std²) (so B is no longer zero at the start)".into(),
-        Form::Prefix { reparam: None, .. } => "prefix keys and values ~ N(0, std²)".into(),
-        Form::Prefix {
-            reparam: Some(_), ..
-        } => "the reparameterising MLP's output weight ~ N(0, std²), biases zero (its \
-              embedding N(0, 1) and first layer Kaiming-uniform as always)"
-            .into(),
-    };
-    let own = match (&module.form, module.init) {
-        (_, Init::Normal(s)) => format!("N(0, {s}²)"),
-        (Form::Prefix { reparam: None, .. }, Init::Default) => "N(0, 0.02²)".into(),
-        (Form::Prefix { .. }, Init::Default) => "output weight N(0, 0.02²)".into(),
-        (_, Init::Default) => "down Kaiming-uniform, up zero".into(),
-    };
-    format!("{swept}; as written: {own}")
+    let method = module.method();
+    format!(
+        "{}; as written: {}",
+        method.sweep_words(),
+        method.init_words(module.init)
+    )
 }
 
 /// The runs of the sweep: one entry per std (plus the design as written when its init is not

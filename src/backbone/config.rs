@@ -1,7 +1,8 @@
 //! The encoder's `config.json` and the shape facts derived from it: dims, tensor inventory, counts.
 
+use super::family::Family;
 use super::BackboneError;
-use crate::spec::{BackbonePart, Projection};
+use crate::sites::{BackbonePart, Projection, Width};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -102,9 +103,11 @@ impl BertConfig {
 
     pub fn shape(&self) -> BackboneShape {
         BackboneShape {
+            family: Family::Bert,
             layers: self.num_hidden_layers,
             hidden: self.hidden_size,
             heads: self.num_attention_heads,
+            kv_heads: self.num_attention_heads,
             ffn: self.intermediate_size,
             vocab: self.vocab_size,
             max_positions: self.max_position_embeddings,
@@ -113,12 +116,16 @@ impl BertConfig {
     }
 }
 
-/// The dimensions that decide where modules fit and what they cost.
+/// The dimensions that decide where modules fit and what they cost, and the family that names
+/// the model's tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackboneShape {
+    pub family: Family,
     pub layers: usize,
     pub hidden: usize,
     pub heads: usize,
+    /// Heads of the keys and values (fewer than `heads` under grouped-query attention).
+    pub kv_heads: usize,
     pub ffn: usize,
     pub vocab: usize,
     pub max_positions: usize,
@@ -128,9 +135,11 @@ pub struct BackboneShape {
 impl BackboneShape {
     /// all-MiniLM-L6-v2 (`minilm-l6`, the default model): 22,565,376 parameters as run.
     pub const MINILM_L6: BackboneShape = BackboneShape {
+        family: Family::Bert,
         layers: 6,
         hidden: 384,
         heads: 12,
+        kv_heads: 12,
         ffn: 1536,
         vocab: 30522,
         max_positions: 512,
@@ -139,6 +148,14 @@ impl BackboneShape {
 
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
+    }
+
+    /// The width of a point of [`Width`].
+    pub fn width(&self, width: Width) -> usize {
+        match width {
+            Width::Hidden => self.hidden,
+            Width::Ffn => self.ffn,
+        }
     }
 
     /// (input, output) width of a projection.
@@ -150,44 +167,9 @@ impl BackboneShape {
         }
     }
 
-    /// Every encoder tensor (HF name, element count) as run: embeddings and layers, no pooler.
+    /// Every tensor of the model as run (checkpoint name, element count), in the family's order.
     pub fn tensor_inventory(&self) -> Vec<(String, usize)> {
-        let (d, f) = (self.hidden, self.ffn);
-        let mut out = vec![
-            ("embeddings.word_embeddings.weight".into(), self.vocab * d),
-            (
-                "embeddings.position_embeddings.weight".into(),
-                self.max_positions * d,
-            ),
-            (
-                "embeddings.token_type_embeddings.weight".into(),
-                self.type_vocab * d,
-            ),
-            ("embeddings.LayerNorm.weight".into(), d),
-            ("embeddings.LayerNorm.bias".into(), d),
-        ];
-        for i in 0..self.layers {
-            let p = format!("encoder.layer.{i}");
-            for proj in [
-                "attention.self.query",
-                "attention.self.key",
-                "attention.self.value",
-            ] {
-                out.push((format!("{p}.{proj}.weight"), d * d));
-                out.push((format!("{p}.{proj}.bias"), d));
-            }
-            out.push((format!("{p}.attention.output.dense.weight"), d * d));
-            out.push((format!("{p}.attention.output.dense.bias"), d));
-            out.push((format!("{p}.attention.output.LayerNorm.weight"), d));
-            out.push((format!("{p}.attention.output.LayerNorm.bias"), d));
-            out.push((format!("{p}.intermediate.dense.weight"), d * f));
-            out.push((format!("{p}.intermediate.dense.bias"), f));
-            out.push((format!("{p}.output.dense.weight"), f * d));
-            out.push((format!("{p}.output.dense.bias"), d));
-            out.push((format!("{p}.output.LayerNorm.weight"), d));
-            out.push((format!("{p}.output.LayerNorm.bias"), d));
-        }
-        out
+        self.family.tensor_inventory(self)
     }
 
     /// Parameters of the encoder as run (the base of every percentage pets reports).

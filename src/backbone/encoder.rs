@@ -5,7 +5,9 @@ use super::attention;
 use super::bmm::batched_matmul;
 use super::config::BertConfig;
 use super::ops;
-use crate::adapters::{LayerAdapters, SiteModules};
+use super::trace;
+use crate::methods::{LayerPlan, SiteModules};
+use crate::sites::{Point, Projection, Site};
 use candle_core::{Result, Tensor, D};
 use std::cell::Cell;
 use weights::{Layer, Norm};
@@ -37,7 +39,7 @@ impl Encoder {
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
-        plan: &[LayerAdapters],
+        plan: &[LayerPlan],
         train: bool,
     ) -> Result<Tensor> {
         let x = self.dropout(&self.embed(input_ids)?, train)?;
@@ -69,7 +71,7 @@ impl Encoder {
         first: usize,
         x: &Tensor,
         attention_mask: &Tensor,
-        plan: &[LayerAdapters],
+        plan: &[LayerPlan],
         train: bool,
     ) -> Result<Tensor> {
         let mask = additive_mask(attention_mask)?;
@@ -99,15 +101,16 @@ impl Encoder {
         range: std::ops::Range<usize>,
         x: &Tensor,
         mask: &Tensor,
-        plan: &[LayerAdapters],
+        plan: &[LayerPlan],
         train: bool,
     ) -> Result<Tensor> {
-        let empty = LayerAdapters::default();
+        let empty = LayerPlan::default();
         let mut x = x.clone();
         for i in range {
             let Some(layer) = self.layers.get(i) else {
                 break;
             };
+            trace::layer(i);
             x = self.layer_forward(layer, &x, mask, plan.get(i).unwrap_or(&empty), train)?;
         }
         Ok(x)
@@ -118,23 +121,37 @@ impl Encoder {
         w: &Layer,
         x: &Tensor,
         mask: &Tensor,
-        ad: &LayerAdapters,
+        ad: &LayerPlan,
         train: bool,
     ) -> Result<Tensor> {
         let eps = self.config.layer_norm_eps;
         let probs_dropout = train && self.options.dropout > 0.0;
+        let at = |p: Projection| ad.at(Site::Projection(p));
+        trace::point(Point::LayerInput, x);
         let context = if w.packed_qkv(ad, x) && !probs_dropout {
             let heads = self.config.num_attention_heads;
             attention::attention_packed(&w.qkv.forward(x)?, mask, heads)?
         } else {
-            let q = site(&ad.query, x, w.query.forward(x)?)?;
-            let k = site(&ad.key, x, w.key.forward(x)?)?;
-            let v = site(&ad.value, x, w.value.forward(x)?)?;
-            self.attention(&q, &k, &v, mask, ad, train)?
+            let frozen = |p: Point, linear: &weights::Linear| {
+                let y = linear.forward(x)?;
+                trace::point(p, &y);
+                Ok::<_, candle_core::Error>(y)
+            };
+            let q = site(at(Projection::Query), x, frozen(Point::Query, &w.query)?)?;
+            let k = site(at(Projection::Key), x, frozen(Point::Key, &w.key)?)?;
+            let v = site(at(Projection::Value), x, frozen(Point::Value, &w.value)?)?;
+            let context = self.attention(&q, &k, &v, mask, ad, train)?;
+            if let Some(prefix) = &ad.prefix {
+                trace::prefix(prefix.label(), &q, &context);
+            }
+            context
         };
-        let context = site(&ad.heads, x, context)?;
-        let attended = site(&ad.output, &context, w.output.forward(&context)?)?;
-        let attended = self.dropout(&site(&ad.attention, x, attended)?, train)?;
+        trace::point(Point::Heads, &context);
+        let context = site(ad.at(Site::AttentionHeads), x, context)?;
+        let attended = w.output.forward(&context)?;
+        trace::point(Point::Output, &attended);
+        let attended = site(at(Projection::Output), &context, attended)?;
+        let attended = self.dropout(&site(ad.at(Site::Attention), x, attended)?, train)?;
         let a = ops::add_layer_norm(
             &attended,
             x,
@@ -142,13 +159,16 @@ impl Encoder {
             &w.attention_norm.beta,
             eps,
         )?;
+        trace::point(Point::AttentionNorm, &a);
         let inner = match self.config.hidden_act.as_str() {
             // No module reads the pre-activation: GELU runs inside the linear op.
-            "gelu" if ad.ffn_in.is_empty() => {
+            "gelu" if at(Projection::FfnIn).is_empty() => {
                 ops::linear_gelu(&a, &w.ffn_in.weight, Some(&w.ffn_in.bias))?
             }
             act => {
-                let inner = site(&ad.ffn_in, &a, w.ffn_in.forward(&a)?)?;
+                let pre = w.ffn_in.forward(&a)?;
+                trace::point(Point::FfnIn, &pre);
+                let inner = site(at(Projection::FfnIn), &a, pre)?;
                 match act {
                     "relu" => inner.relu()?,
                     "gelu_new" => inner.gelu()?,
@@ -156,9 +176,17 @@ impl Encoder {
                 }
             }
         };
-        let out = site(&ad.ffn_out, &inner, w.ffn_out.forward(&inner)?)?;
-        let out = self.dropout(&site(&ad.ffn, &a, out)?, train)?;
-        ops::add_layer_norm(&out, &a, &w.ffn_norm.gamma, &w.ffn_norm.beta, eps)
+        trace::point(Point::FfnActivation, &inner);
+        // Only sequential modules sit here (validation refuses parallel ones): they read the
+        // activation itself, so `z` is `inner` either way.
+        let inner = site(ad.at(Site::FfnActivation), &inner, inner.clone())?;
+        let out = w.ffn_out.forward(&inner)?;
+        trace::point(Point::FfnOut, &out);
+        let out = site(at(Projection::FfnOut), &inner, out)?;
+        let out = self.dropout(&site(ad.at(Site::Ffn), &a, out)?, train)?;
+        let y = ops::add_layer_norm(&out, &a, &w.ffn_norm.gamma, &w.ffn_norm.beta, eps)?;
+        trace::point(Point::FfnNorm, &y);
+        Ok(y)
     }
 
     /// Multi-head attention of projected q, k, v (b, t, d) → merged heads (b, t, d), with the
@@ -169,7 +197,7 @@ impl Encoder {
         k: &Tensor,
         v: &Tensor,
         mask: &Tensor,
-        ad: &LayerAdapters,
+        ad: &LayerPlan,
         train: bool,
     ) -> Result<Tensor> {
         let (b, t, d) = q.dims3()?;

@@ -4,8 +4,10 @@ pub mod attention;
 pub mod bmm;
 pub mod config;
 pub mod encoder;
+pub mod family;
 pub mod ops;
 pub mod tiny;
+pub mod trace;
 
 use thiserror::Error;
 

@@ -2,6 +2,7 @@
 
 use super::config::BertConfig;
 use super::encoder::Encoder;
+use super::BackboneError;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
@@ -81,21 +82,25 @@ pub fn tiny_encoder(seed: u64) -> Result<Encoder> {
 }
 
 /// Writes a tiny HF-style model folder: config.json, model.safetensors, tokenizer.json.
-pub fn write_tiny_model(dir: &std::path::Path, seed: u64) -> crate::Result<()> {
+pub fn write_tiny_model(
+    dir: &std::path::Path,
+    seed: u64,
+) -> std::result::Result<(), BackboneError> {
+    let failed = |message: String| BackboneError::Weights {
+        path: dir.display().to_string(),
+        message,
+    };
     let config = tiny_config();
-    std::fs::create_dir_all(dir)
-        .map_err(crate::error::io_err(format!("creating {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| failed(format!("creating the folder: {e}")))?;
     let json = serde_json::to_string_pretty(&config).unwrap_or_default();
-    std::fs::write(dir.join("config.json"), json)
-        .map_err(crate::error::io_err(format!("writing {}", dir.display())))?;
-    let weights = tiny_weights(&config, seed, &Device::Cpu)?;
-    candle_core::safetensors::save(&weights, dir.join("model.safetensors"))?;
-    std::fs::write(
-        dir.join("tokenizer.json"),
-        tiny_tokenizer_json().to_string(),
-    )
-    .map_err(crate::error::io_err(format!("writing {}", dir.display())))?;
-    Ok(())
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(|e| failed(format!("writing {name}: {e}")))
+    };
+    write("config.json", json)?;
+    let weights = tiny_weights(&config, seed, &Device::Cpu).map_err(|e| failed(e.to_string()))?;
+    candle_core::safetensors::save(&weights, dir.join("model.safetensors"))
+        .map_err(|e| failed(format!("writing model.safetensors: {e}")))?;
+    write("tokenizer.json", tiny_tokenizer_json().to_string())
 }
 
 /// Words of the tiny tokenizer's vocabulary, after the four special tokens.

@@ -3,11 +3,12 @@
 //! safetensors under pets' own names.
 
 use super::BenchSettings;
-use crate::adapters::ParamStore;
 use crate::batch::Batch;
 use crate::error::io_err;
+use crate::methods::ParamStore;
 use crate::model::AdaptedModel;
-use crate::spec::{Composition, Design, Form, Insertion, Projection, Site};
+use crate::sites::{Projection, Site};
+use crate::spec::{Composition, Design, Form, Insertion};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -37,8 +38,8 @@ pub struct PlanModule {
     /// Tensor names start with `<label>.layer<i>.`.
     pub label: String,
     pub form: Form,
-    /// The encoder insertion point (a `LayerAdapters` field): query, key, value, heads, output,
-    /// attention, ffn_in, ffn_out or ffn.
+    /// The encoder insertion point: query, key, value, heads, output, attention, ffn_in,
+    /// ffn_act, ffn_out or ffn.
     pub site: String,
     pub insertion: Insertion,
     /// The composition actually used (the form's default resolved).
@@ -54,21 +55,25 @@ pub fn make_plan(
     s: &BenchSettings,
     lr: f64,
 ) -> crate::Result<Plan> {
-    let layer_sets = crate::graph::validate(design, &model.encoder.shape())?;
-    let modules = design
+    let graph = crate::graph::validate(design, &model.encoder.shape())?;
+    let mut modules: Vec<PlanModule> = design
         .modules
         .iter()
-        .zip(layer_sets)
         .enumerate()
-        .map(|(i, (m, layers))| PlanModule {
+        .map(|(i, m)| PlanModule {
             label: design.module_label(i),
             form: m.form.clone(),
             site: site_name(m.site).to_string(),
             insertion: m.insertion,
             composition: m.effective_composition(),
-            layers,
+            layers: Vec::new(),
         })
         .collect();
+    for instance in graph.instances() {
+        if let Some(m) = modules.get_mut(instance.module) {
+            m.layers.push(instance.layer);
+        }
+    }
     Ok(Plan {
         design: design.clone(),
         modules,
@@ -83,12 +88,13 @@ pub fn make_plan(
     })
 }
 
-/// The `LayerAdapters` field a site's modules live in.
+/// The reference's name of a site (bench/reference.py's insertion points).
 fn site_name(site: Site) -> &'static str {
     match site {
         Site::Attention => "attention",
         Site::AttentionHeads => "heads",
         Site::Ffn => "ffn",
+        Site::FfnActivation => "ffn_act",
         Site::Projection(p) => match p {
             Projection::Query => "query",
             Projection::Key => "key",

@@ -2,9 +2,9 @@
 
 use super::manifest::{sha256_file, BaseModel, Layout, Manifest, SELF_CONTAINED};
 use super::ExportError;
-use crate::adapters::ParamStore;
 use crate::assets::Cache;
 use crate::backbone::encoder::Encoder;
+use crate::methods::ParamStore;
 use crate::model::AdaptedModel;
 use crate::spec::Design;
 use crate::tokenize::TextEncoder;

@@ -2,10 +2,11 @@
 //! checkpoint, and the merged `model.safetensors` (`W + s·B·A` for every adapted projection).
 
 use super::ExportError;
-use crate::adapters::{Composer, Delta, SiteModules};
 use crate::backbone::config::BackboneShape;
+use crate::backbone::family::Family;
+use crate::methods::{Composer, Join, SiteModules};
 use crate::model::AdaptedModel;
-use crate::spec::{Composition, Design, Form, Insertion, Projection, Site};
+use crate::spec::{Composition, Design, Insertion, Projection, Site};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +18,8 @@ pub struct LoraSite {
     pub module: String,
     pub layer: usize,
     pub projection: Projection,
+    /// The backbone family, which names the projection's tensors.
+    pub family: Family,
     pub r: usize,
     /// `α` times the composition's fixed scale: the update is `(alpha/r)·B·A`.
     pub alpha: f64,
@@ -28,25 +31,9 @@ impl LoraSite {
         format!("{}.layer{}", self.module, self.layer)
     }
 
-    /// The HF module path of the adapted projection (`encoder.layer.3.attention.self.query`).
+    /// The checkpoint path of the adapted projection (`encoder.layer.3.attention.self.query`).
     pub fn hf_module(&self) -> String {
-        format!(
-            "encoder.layer.{}.{}",
-            self.layer,
-            hf_projection(self.projection)
-        )
-    }
-}
-
-/// Where a projection lives inside an HF BERT layer.
-pub fn hf_projection(p: Projection) -> &'static str {
-    match p {
-        Projection::Query => "attention.self.query",
-        Projection::Key => "attention.self.key",
-        Projection::Value => "attention.self.value",
-        Projection::Output => "attention.output.dense",
-        Projection::FfnIn => "intermediate.dense",
-        Projection::FfnOut => "output.dense",
+        self.family.projection_module(self.layer, self.projection)
     }
 }
 
@@ -58,55 +45,63 @@ pub fn lora_sites(
     shape: &BackboneShape,
     purpose: &'static str,
 ) -> crate::Result<Vec<LoraSite>> {
-    let layer_sets = crate::graph::validate(design, shape)?;
-    let mut sites = Vec::new();
-    for (index, (module, layers)) in design.modules.iter().zip(&layer_sets).enumerate() {
-        let label = design.module_label(index);
+    let graph = crate::graph::validate(design, shape)?;
+    for (index, module) in design.modules.iter().enumerate() {
         let blocked = |reason: String| ExportError::NotLoraOnly {
             design: design.name.clone(),
-            module: label.clone(),
+            module: design.module_label(index),
             purpose,
             reason,
         };
-        let (r, alpha) = match module.form {
-            Form::Lora { r, alpha } => (r, alpha as f64),
-            _ => {
-                let reason = format!(
-                    "it is a {} module; only LoRA updates are linear in a projection's input",
-                    module.form.kind()
-                );
-                return Err(blocked(reason).into());
-            }
-        };
-        let Site::Projection(projection) = module.site else {
+        if module.method().low_rank().is_none() {
+            let reason = format!(
+                "it is a {} module; only LoRA updates are linear in a projection's input",
+                module.form.kind()
+            );
+            return Err(blocked(reason).into());
+        }
+        if !matches!(module.site, Site::Projection(_)) {
             let reason = format!(
                 "its site is {:?}, not a projection matrix, so its update is no single weight",
                 module.site
             );
             return Err(blocked(reason).into());
-        };
+        }
         if module.insertion != Insertion::Parallel {
             let reason = "it is sequential: it reads the projection's output, not its input";
             return Err(blocked(reason.into()).into());
         }
-        let scale = match module.effective_composition() {
-            Composition::Add => 1.0,
-            Composition::Scaled(s) => s as f64,
-            other => {
-                let reason = format!(
-                    "its composition {other:?} depends on trained or per-token values, not a fixed scale"
-                );
-                return Err(blocked(reason).into());
-            }
-        };
-        sites.extend(layers.iter().map(|&layer| LoraSite {
-            module: label.clone(),
-            layer,
-            projection,
-            r,
-            alpha: alpha * scale,
-        }));
+        if let other @ (Composition::LearnedScale(_) | Composition::Gated) =
+            module.effective_composition()
+        {
+            let reason = format!(
+                "its composition {other:?} depends on trained or per-token values, not a fixed scale"
+            );
+            return Err(blocked(reason).into());
+        }
     }
+    let sites = graph
+        .instances()
+        .filter_map(|instance| {
+            let module = design.modules.get(instance.module)?;
+            let (r, alpha) = module.method().low_rank()?;
+            let Site::Projection(projection) = instance.site else {
+                return None;
+            };
+            let scale = match instance.composition {
+                Composition::Scaled(s) => s as f64,
+                _ => 1.0,
+            };
+            Some(LoraSite {
+                module: design.module_label(instance.module),
+                layer: instance.layer,
+                projection,
+                family: shape.family,
+                r,
+                alpha: alpha as f64 * scale,
+            })
+        })
+        .collect();
     Ok(sites)
 }
 
@@ -118,18 +113,17 @@ pub fn merged_weights(
     model: &mut AdaptedModel,
     original: HashMap<String, Tensor>,
 ) -> crate::Result<HashMap<String, Tensor>> {
+    let family = model.encoder.shape().family;
     let mut deltas: HashMap<String, Tensor> = HashMap::new();
     for (layer, plan) in model.compiled.layers.iter().enumerate() {
-        for (projection, site) in [
-            (Projection::Query, &plan.query),
-            (Projection::Key, &plan.key),
-            (Projection::Value, &plan.value),
-            (Projection::Output, &plan.output),
-            (Projection::FfnIn, &plan.ffn_in),
-            (Projection::FfnOut, &plan.ffn_out),
-        ] {
-            if let Some(delta) = site_delta(site)? {
-                let name = format!("encoder.layer.{layer}.{}.weight", hf_projection(projection));
+        for (site, modules) in plan.sites() {
+            let Site::Projection(projection) = site else {
+                return Err(crate::Error::Internal(format!(
+                    "a module on {site:?} reached the merge"
+                )));
+            };
+            if let Some(delta) = site_delta(modules)? {
+                let name = format!("{}.weight", family.projection_module(layer, projection));
                 deltas.insert(name, delta);
             }
         }
@@ -166,15 +160,19 @@ fn site_delta(site: &SiteModules) -> crate::Result<Option<Tensor>> {
     }
     let mut total: Option<Tensor> = None;
     for attached in &site.parallel {
-        let (Delta::Lora(lora), composer) = (&attached.delta, &attached.composer) else {
-            return Err(crate::Error::Internal(format!(
+        let not_linear = || {
+            crate::Error::Internal(format!(
                 "non-LoRA module {} reached the merge",
                 attached.label
-            )));
+            ))
         };
+        let Join::Composed { delta, composer } = &attached.join else {
+            return Err(not_linear());
+        };
+        let weight = delta.merged_weight().ok_or_else(not_linear)??;
         let delta = match composer {
-            Composer::Add => lora.merged_delta()?,
-            Composer::Scaled(s) => (lora.merged_delta()? * *s)?,
+            Composer::Add => weight,
+            Composer::Scaled(s) => (weight * *s)?,
             _ => {
                 return Err(crate::Error::Internal(format!(
                     "module {} with a trained composition reached the merge",

@@ -2,7 +2,7 @@
 //! `adapter_model.safetensors` under PEFT's key names, loadable with `PeftModel.from_pretrained`
 //! on a transformers `BertModel`.
 
-use super::merge::{hf_projection, LoraSite};
+use super::merge::LoraSite;
 use super::ExportError;
 use crate::spec::{Design, Projection};
 use candle_core::Tensor;
@@ -86,7 +86,8 @@ pub fn peft_files(
     for site in sites.iter().filter(|s| (s.r, s.alpha) != (r, lora_alpha)) {
         // Without the leading `encoder.`: PEFT matches patterns as `.*\.{key}$` in older
         // releases, which needs a dot before the key.
-        let key = format!("layer.{}.{}", site.layer, hf_projection(site.projection));
+        let path = site.family.projection_path(site.projection);
+        let key = format!("layer.{}.{path}", site.layer);
         rank_pattern.insert(key.clone(), site.r);
         alpha_pattern.insert(key, site.alpha);
     }
@@ -144,7 +145,7 @@ fn target_modules(sites: &[LoraSite], layers: usize) -> Vec<String> {
             Projection::Query => "query",
             Projection::Key => "key",
             Projection::Value => "value",
-            other => hf_projection(*other),
+            other => sites[0].family.projection_path(*other),
         };
         return projections.iter().map(|p| short(p).to_string()).collect();
     }
@@ -162,6 +163,7 @@ mod tests {
             module: "m".into(),
             layer,
             projection,
+            family: crate::backbone::family::Family::Bert,
             r: 4,
             alpha: 8.0,
         }

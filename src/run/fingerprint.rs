@@ -179,10 +179,8 @@ mod tests {
         assert_eq!(RunFingerprint::new(&renamed, &inputs, &settings), base);
 
         let mut edited = design.clone();
-        edited.modules[0].form = match edited.modules[0].form.clone() {
-            crate::spec::Form::Lora { r, alpha } => crate::spec::Form::Lora { r: r + 1, alpha },
-            other => other,
-        };
+        let r = edited.modules[0].form.width();
+        edited.modules[0].form = edited.modules[0].form.method().with_width(r + 1);
         let mut changed: Vec<RunFingerprint> =
             vec![RunFingerprint::new(&edited, &inputs, &settings)];
         let mut s = settings.clone();

@@ -7,7 +7,6 @@ pub mod plan;
 mod plot;
 pub mod report;
 pub mod runner;
-pub mod scale;
 pub mod stats;
 
 use std::path::PathBuf;
@@ -15,7 +14,6 @@ use thiserror::Error;
 
 pub use plan::{Entry, Finding, Plan, Section};
 pub use runner::{run_all, RunnerOptions};
-pub use scale::scale_to_budget;
 
 #[derive(Debug, Error)]
 pub enum ScienceError {

@@ -1,9 +1,9 @@
 //! The study plan (RON): sections of designs × budgets × seeds on a task, and the paper's
 //! findings as pairwise claims between labelled designs; expanded into concrete runs.
 
-use super::scale::scale_to_budget;
 use super::ScienceError;
 use crate::backbone::config::BackboneShape;
+use crate::methods::fit::{fit_to_budget, Fit};
 use crate::spec::{parse_ron, Design};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -129,7 +129,7 @@ impl Plan {
                         None => design.clone(),
                         Some(percent) => {
                             let limit = (shape.backbone_params() as f64 * percent / 100.0) as usize;
-                            match scale_to_budget(&design, shape, limit) {
+                            match fit_to_budget(&design, shape, limit, Fit::Scale) {
                                 Some(mut d) => {
                                     d.name = label.clone();
                                     d

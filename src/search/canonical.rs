@@ -1,7 +1,7 @@
 //! The canonical hash of a design: what it trains, whatever its modules are called, so a study
 //! recognises duplicates.
 
-use crate::spec::{BackbonePart, Design, Form, Insertion, Layers};
+use crate::spec::{BackbonePart, Design, Layers};
 use sha2::{Digest, Sha256};
 
 /// A stable hex SHA-256 of what a design trains: module and design names removed, compositions,
@@ -16,9 +16,6 @@ pub fn canonical(design: &Design) -> String {
             let mut m = m.clone();
             m.name = None;
             m.composition = Some(m.effective_composition());
-            if matches!(m.form, Form::Prefix { .. }) {
-                m.insertion = Insertion::Parallel;
-            }
             m.layers = match &m.layers {
                 Layers::All => Layers::All,
                 Layers::Range(a, b) => Layers::List((*a..=*b).collect()),
@@ -26,7 +23,9 @@ pub fn canonical(design: &Design) -> String {
                 Layers::AllExcept(v) if v.is_empty() => Layers::All,
                 Layers::AllExcept(v) => Layers::AllExcept(sorted(v)),
             };
-            ron::to_string(&m).unwrap_or_else(|_| format!("{m:?}"))
+            crate::spec::ron_options()
+                .to_string(&m)
+                .unwrap_or_else(|_| format!("{m:?}"))
         })
         .collect();
     modules.sort();
@@ -95,14 +94,22 @@ mod tests {
         assert_eq!(canonical(&c), canonical(&d));
     }
 
+    /// The hash a stored study holds for the lora preset (studies/pets.sqlite of reports/mam/,
+    /// written before forms became method configs): stores stay resumable across that change.
+    #[test]
+    fn is_stable_across_the_move_of_forms_into_method_configs() {
+        let lora = crate::spec::shipped_preset("lora");
+        assert_eq!(
+            canonical(&lora),
+            "e3d1b0311266204eec8c59c779e44fd98fc6f66a6cea370904d73615900aa256"
+        );
+    }
+
     #[test]
     fn changes_with_what_is_trained() {
         let h = canonical(&mam());
         let mut wider = mam();
-        wider.modules[1].form = Form::Bottleneck {
-            r: 17,
-            activation: crate::spec::Activation::Relu,
-        };
+        wider.modules[1].form = wider.modules[1].form.method().with_width(17);
         let mut scaled = mam();
         scaled.modules[1].composition = Some(Composition::Scaled(2.0));
         let mut layers = mam();

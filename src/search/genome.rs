@@ -2,10 +2,10 @@
 //! space fitted to one backbone, and sampling, mutation, crossover, decoding and encoding.
 
 use super::error::SearchError;
-use super::space::{FormChoice, ModuleOption, SearchSpace};
+use super::space::{ModuleOption, SearchSpace};
 use super::width::WidthDomain;
 use crate::backbone::config::BackboneShape;
-use crate::spec::{Composition, Design, Form, Layers, Module, Projection, Site};
+use crate::spec::{Composition, Design, Form, Layers, Module, Site};
 use rand::Rng;
 
 /// One slot's module group: an option of the slot and an index into each of its choice lists.
@@ -99,26 +99,12 @@ pub(crate) fn other(rng: &mut impl Rng, len: usize, current: usize) -> usize {
 
 /// The name of a site inside a module name (`<slot>.<site>`).
 pub fn site_name(site: Site) -> &'static str {
-    match site {
-        Site::Attention => "attention",
-        Site::AttentionHeads => "heads",
-        Site::Ffn => "ffn",
-        Site::Projection(Projection::Query) => "q",
-        Site::Projection(Projection::Key) => "k",
-        Site::Projection(Projection::Value) => "v",
-        Site::Projection(Projection::Output) => "o",
-        Site::Projection(Projection::FfnIn) => "ffn_in",
-        Site::Projection(Projection::FfnOut) => "ffn_out",
-    }
+    site.short_name()
 }
 
 /// The composition a module actually uses (as [`Module::effective_composition`]).
 fn effective(composition: Option<Composition>, form: &Form) -> Composition {
-    match (composition, form) {
-        (Some(c), _) => c,
-        (None, Form::Prefix { .. }) => Composition::Gated,
-        (None, _) => Composition::Add,
-    }
+    composition.unwrap_or_else(|| form.method().default_composition())
 }
 
 impl<'a> Fitted<'a> {
@@ -321,22 +307,8 @@ impl<'a> Fitted<'a> {
             set.len() == mods.len() && mods.iter().all(|m| set.contains(&m.site))
         })?;
         let width = first.form.width();
-        let form = (0..o.form.variants()).find(|&v| {
-            let candidate = o.form.form(v, width);
-            match (&candidate, &first.form) {
-                (Form::Lora { alpha: a, .. }, Form::Lora { alpha: b, .. }) => {
-                    (a - b).abs() <= 1e-4 * a.abs().max(1.0)
-                }
-                _ => candidate == first.form,
-            }
-        })?;
-        let insertion = match o.form {
-            FormChoice::Bottleneck { .. } => {
-                o.insertion.iter().position(|i| *i == first.insertion)?
-            }
-            // Prefixes and LoRA are parallel whatever the field says.
-            _ => 0,
-        };
+        let form = (0..o.form.variants()).find(|&v| o.form.choice().makes(v, &first.form))?;
+        let insertion = o.insertion.iter().position(|i| *i == first.insertion)?;
         let composition = fit.compositions.iter().position(|c| {
             effective(*c, &first.form) == effective(first.composition, &first.form)
         })?;
@@ -368,9 +340,13 @@ fn fit(o: &ModuleOption, shape: &BackboneShape) -> FitOption {
         .sites
         .iter()
         .map(|set| {
-            let per_head = matches!(o.form, FormChoice::Bottleneck { .. })
-                && set.contains(&Site::AttentionHeads);
-            let step = if per_head { shape.heads.max(1) } else { 1 };
+            // The widest step any site of the set needs (per-head bottlenecks: the heads).
+            let form = o.form.form(0, 1);
+            let step = set
+                .iter()
+                .map(|site| form.method().width_step(*site, &shape).max(1))
+                .max()
+                .unwrap_or(1);
             WidthDomain::new(&o.width, shape.hidden, step)
         })
         .collect();

@@ -8,9 +8,10 @@ use super::generations::Layout;
 use super::plan::StudyPlan;
 use super::report::ReportContext;
 use super::sampler::check_feasible;
-use super::study::{fit_to_budget, settings_fingerprint, Protocol, SearchSettings, DETERMINISM};
+use super::study::{settings_fingerprint, Protocol, SearchSettings, DETERMINISM};
 use super::{sampler_by_name, Budget, SearchError, SearchSpace};
 use crate::backbone::config::{BackboneShape, BertConfig};
+use crate::methods::fit::{fit_to_budget, Fit};
 use crate::run::{PreparedTask, RunSettings};
 use crate::spec::Design;
 
@@ -72,7 +73,7 @@ impl PreparedStudy {
         let rungs = schedule(full_steps, s.initial, s.eta, s.rungs);
         let mut baselines = Vec::new();
         for (name, preset) in presets {
-            match fit_to_budget(&preset, &shape, budget_params) {
+            match fit_to_budget(&preset, &shape, budget_params, Fit::ShrinkOnly) {
                 Some(design) => baselines.push((name, design)),
                 None => eprintln!(
                     "baseline {name}: no width fits the budget of {budget_params} parameters; skipped"

@@ -2,10 +2,11 @@
 //! dimension, parsed with `file:line:col` errors and validated with errors naming slot/option/field.
 
 use super::error::SearchError;
-use crate::spec::{
-    parse_ron, Activation, BackbonePart, Composition, Form, Init, Insertion, Layers, Site,
-    SpecError,
-};
+pub use crate::methods::bottleneck::BottleneckChoice;
+pub use crate::methods::lora::{AlphaChoice, LoraChoice};
+pub use crate::methods::prefix::PrefixChoice;
+pub use crate::methods::registry::FormChoice;
+use crate::spec::{parse_ron, BackbonePart, Composition, Init, Insertion, Layers, Site, SpecError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -53,7 +54,8 @@ pub struct ModuleOption {
     /// Site-set choices: each inner list is one choice, producing one module per site (`[[Query,
     /// Value]]` is LoRA on W_q and W_v as a single choice). Sites within a set must differ.
     pub sites: Vec<Vec<Site>>,
-    /// Insertion choices. Default `[Parallel]`; prefixes and LoRA allow only `Parallel`.
+    /// Insertion choices. Default `[Parallel]`; prefixes and LoRA allow only `Parallel`, IA³ only
+    /// `Sequential`.
     #[serde(default = "parallel_only")]
     pub insertion: Vec<Insertion>,
     /// Composition choices. Default `[Default]` (the form's own composition).
@@ -61,6 +63,8 @@ pub struct ModuleOption {
     pub composition: Vec<CompositionChoice>,
     /// The width (bottleneck/rank `r`, prefix length `l`); values the backbone cannot host (wider
     /// than the hidden size, per-head widths not a multiple of the head count) are never proposed.
+    /// Required for methods with a width; left out for those without (IA³).
+    #[serde(default)]
     pub width: WidthChoice,
     /// Layer-set choices. Default `[All]`.
     #[serde(default = "all_layers")]
@@ -68,31 +72,6 @@ pub struct ModuleOption {
     /// Initialisation choices. Default `[Default]`.
     #[serde(default = "default_init")]
     pub init: Vec<Init>,
-}
-
-/// The functional form with the choices of its own parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum FormChoice {
-    /// A bottleneck `f(z·W_down)·W_up`; `activations` lists the choices of `f`.
-    Bottleneck { activations: Vec<Activation> },
-    /// LoRA; `alpha` gives the choices of α (the update is scaled by α/r).
-    Lora { alpha: AlphaChoice },
-    /// A prefix; `reparam` lists the reparameterisation choices (`None`, or `Some(m)` for an MLP of
-    /// width `m`). Default `[None]`.
-    Prefix {
-        #[serde(default = "no_reparam")]
-        reparam: Vec<Option<usize>>,
-    },
-}
-
-/// LoRA's α choices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum AlphaChoice {
-    /// α = ratio · r, so the scale α/r is the ratio whatever the rank (`Ratio([4.0])`: s = 4).
-    Ratio(Vec<f32>),
-    /// α fixed, so the scale α/r shrinks as the rank grows (the LoRA paper's convention).
-    Fixed(Vec<f32>),
 }
 
 /// One composition choice; lists inside expand into one choice per value.
@@ -111,8 +90,12 @@ pub enum CompositionChoice {
 }
 
 /// Width choices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum WidthChoice {
+    /// No width: the option's method has a fixed size (IA³). What an option without `width`
+    /// means.
+    #[default]
+    Fixed,
     /// Exactly these widths.
     List(Vec<usize>),
     /// Integers in `min..=max` drawn log-uniformly (each octave equally likely).
@@ -154,9 +137,6 @@ fn all_layers() -> Vec<LayerChoice> {
 fn default_init() -> Vec<Init> {
     vec![Init::Default]
 }
-fn no_reparam() -> Vec<Option<usize>> {
-    vec![None]
-}
 
 impl LayerChoice {
     /// The design's layer set on an encoder of `n` layers; `None` when the choice does not fit.
@@ -175,49 +155,6 @@ impl LayerChoice {
         match layers.resolve(n) {
             Ok(picked) if !picked.is_empty() => Some(layers),
             _ => None,
-        }
-    }
-}
-
-impl FormChoice {
-    /// How many values the form's own parameter takes (activations, α values, reparam widths).
-    pub fn variants(&self) -> usize {
-        match self {
-            FormChoice::Bottleneck { activations } => activations.len(),
-            FormChoice::Lora {
-                alpha: AlphaChoice::Ratio(v) | AlphaChoice::Fixed(v),
-            } => v.len(),
-            FormChoice::Prefix { reparam } => reparam.len(),
-        }
-    }
-
-    /// The concrete form for one variant index (taken modulo the count) and a width.
-    pub fn form(&self, variant: usize, width: usize) -> Form {
-        let pick = |len: usize| variant % len.max(1);
-        match self {
-            FormChoice::Bottleneck { activations } => Form::Bottleneck {
-                r: width,
-                activation: activations[pick(activations.len())],
-            },
-            FormChoice::Lora { alpha } => {
-                let alpha = match alpha {
-                    AlphaChoice::Ratio(v) => v[pick(v.len())] * width as f32,
-                    AlphaChoice::Fixed(v) => v[pick(v.len())],
-                };
-                Form::Lora { r: width, alpha }
-            }
-            FormChoice::Prefix { reparam } => Form::Prefix {
-                l: width,
-                reparam: reparam[pick(reparam.len())],
-            },
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FormChoice::Bottleneck { .. } => "bottleneck",
-            FormChoice::Lora { .. } => "lora",
-            FormChoice::Prefix { .. } => "prefix",
         }
     }
 }
@@ -318,28 +255,23 @@ fn is_name(name: &str, dash: bool) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || (dash && c == '-'))
 }
 
+/// A scale, α or std that can train: finite and non-zero.
+fn number(field: &'static str, v: f32) -> Result<(), (&'static str, String)> {
+    if v.is_finite() && v != 0.0 {
+        Ok(())
+    } else {
+        Err((field, format!("{v} must be finite and non-zero")))
+    }
+}
+
 /// One option's rules, as (field, message).
 fn check_option(o: &ModuleOption) -> Result<(), (&'static str, String)> {
     let empty = |field: &'static str| Err((field, "lists no choice".to_string()));
-    let number = |field: &'static str, v: f32| {
-        if v.is_finite() && v != 0.0 {
-            Ok(())
-        } else {
-            Err((field, format!("{v} must be finite and non-zero")))
-        }
-    };
-    if o.form.variants() == 0 {
+    let choice = o.form.choice();
+    if choice.variants() == 0 {
         return empty("form");
     }
-    match &o.form {
-        FormChoice::Lora {
-            alpha: AlphaChoice::Ratio(v) | AlphaChoice::Fixed(v),
-        } => v.iter().try_for_each(|a| number("form.alpha", *a))?,
-        FormChoice::Prefix { reparam } if reparam.contains(&Some(0)) => {
-            return Err(("form.reparam", "Some(0): an MLP needs a width ≥ 1".into()))
-        }
-        _ => {}
-    }
+    choice.check()?;
     for (field, len) in [
         ("sites", o.sites.len()),
         ("insertion", o.insertion.len()),
@@ -358,33 +290,40 @@ fn check_option(o: &ModuleOption) -> Result<(), (&'static str, String)> {
         if set.iter().enumerate().any(|(j, s)| set[..j].contains(s)) {
             return Err(("sites", format!("choice {i} names a site twice")));
         }
-        for site in set {
-            match (&o.form, site) {
-                (FormChoice::Prefix { .. }, s) if *s != Site::AttentionHeads => {
-                    let m = format!("a prefix modifies AttentionHeads only, not {s:?}");
-                    return Err(("sites", m));
-                }
-                (FormChoice::Lora { .. }, Site::AttentionHeads) => {
-                    let m = "LoRA updates one matrix; AttentionHeads has none".into();
-                    return Err(("sites", m));
-                }
-                _ => {}
-            }
+        if let Some(m) = set.iter().find_map(|s| choice.refuses_site(*s)) {
+            return Err(("sites", m));
+        }
+        if set.contains(&Site::FfnActivation) && o.insertion.contains(&Insertion::Parallel) {
+            let m = "FfnActivation takes sequential modules only; drop Parallel".into();
+            return Err(("sites", m));
         }
     }
-    let parallel_only = matches!(o.form, FormChoice::Prefix { .. } | FormChoice::Lora { .. });
-    if parallel_only && o.insertion.contains(&Insertion::Sequential) {
-        let m = format!("a {} is parallel only; drop Sequential", o.form.kind());
-        return Err(("insertion", m));
+    if let Some(fixed) = choice.fixed_insertion() {
+        if let Some(other) = o.insertion.iter().find(|i| **i != fixed) {
+            let (kind, fixed) = (o.form.kind(), format!("{fixed:?}").to_lowercase());
+            let m = format!("a {kind} is {fixed} only; drop {other:?}");
+            return Err(("insertion", m));
+        }
     }
     for c in o.compositions().into_iter().flatten() {
         if let Composition::Scaled(s) | Composition::LearnedScale(s) = c {
             number("composition", s)?;
         }
-        if matches!(o.form, FormChoice::Prefix { .. }) && c != Composition::Gated {
-            let m = format!("a prefix is gated by the attention softmax; {c:?} is not defined");
+        if let Some(m) = choice.refuses_composition(c) {
             return Err(("composition", m));
         }
+    }
+    match (&o.width, choice.has_width()) {
+        (WidthChoice::Fixed, true) => {
+            let m = format!("a {} module needs a width: List or LogRange", o.form.kind());
+            return Err(("width", m));
+        }
+        (WidthChoice::Fixed, false) => {}
+        (_, false) => {
+            let m = format!("a {} module has no width; drop the field", o.form.kind());
+            return Err(("width", m));
+        }
+        _ => {}
     }
     match &o.width {
         WidthChoice::List(v) if v.is_empty() => return empty("width"),
@@ -397,6 +336,11 @@ fn check_option(o: &ModuleOption) -> Result<(), (&'static str, String)> {
         }
         _ => {}
     }
+    check_layers_and_init(o)
+}
+
+/// The layer and init choices' rules.
+fn check_layers_and_init(o: &ModuleOption) -> Result<(), (&'static str, String)> {
     for layers in &o.layers {
         let bad = match layers {
             LayerChoice::Top(0) | LayerChoice::Bottom(0) => Some("selects no layer"),

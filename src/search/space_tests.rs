@@ -54,7 +54,10 @@ fn defaults_fill_the_unsaid_dimensions() {
     assert_eq!(o.compositions(), vec![None]);
     assert_eq!(o.layers, vec![LayerChoice::All]);
     assert_eq!(o.init, vec![Init::Default]);
-    assert_eq!(o.form.form(0, 8), Form::Lora { r: 8, alpha: 16.0 });
+    assert_eq!(
+        o.form.form(0, 8),
+        crate::spec::Form::Lora(crate::spec::LoraConfig { r: 8, alpha: 16.0 })
+    );
 }
 
 #[test]

@@ -5,10 +5,7 @@
 use super::limits::Limits;
 use super::report::{write_reports, ReportContext};
 use super::{Budget, SearchError};
-use crate::backbone::config::BackboneShape;
-use crate::params::design_cost;
 use crate::run::RunSettings;
-use crate::spec::{Design, Form};
 use std::path::{Path, PathBuf};
 
 /// Everything that defines a study besides the training protocol in `RunSettings`.
@@ -100,40 +97,6 @@ pub const DETERMINISM: &str = "Determinism: on the CPU the same seeds (`--seed`,
     timings (seconds, started, finished), attempts (a trial whose process died is trained again \
     under its number), and trial numbers where, with `--jobs` > 1 or several workers, trials are \
     trained at once (numbered as they start). Other devices may differ in the last digits.";
-
-/// The preset with its widths shrunk, largest first, until it fits `limit` (None if it never does).
-pub fn fit_to_budget(design: &Design, shape: &BackboneShape, limit: usize) -> Option<Design> {
-    let mut d = design.clone();
-    loop {
-        let cost = design_cost(&d, shape, 2).ok()?;
-        if cost.trainable <= limit {
-            return Some(d);
-        }
-        let (i, _) = d
-            .modules
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.form.width() > 1)
-            .max_by_key(|(_, m)| m.form.width())?;
-        let step = match (&d.modules[i].form, d.modules[i].site) {
-            (Form::Bottleneck { .. }, crate::spec::Site::AttentionHeads) => shape.heads,
-            _ => 1,
-        };
-        let m = &mut d.modules[i];
-        m.form = match m.form.clone() {
-            Form::Bottleneck { r, activation } if r > step => Form::Bottleneck {
-                r: r - step,
-                activation,
-            },
-            Form::Lora { r, alpha } => Form::Lora {
-                r: r - 1,
-                alpha: alpha * (r - 1) as f32 / r as f32,
-            },
-            Form::Prefix { l, reparam } => Form::Prefix { l: l - 1, reparam },
-            _ => return None,
-        };
-    }
-}
 
 /// The training protocol a study was run under, stored with it so a trial can be retrained
 /// (`pets export --study S --trial N --retrain`) exactly as the study trained it.

@@ -18,8 +18,10 @@ const LOG_STEP: f64 = std::f64::consts::SQRT_2;
 
 impl WidthDomain {
     /// The choice cut to widths ≤ `cap` that are multiples of `step`; `None` when none remains.
+    /// A fixed-size method's domain is the single width 1, which its form ignores.
     pub fn new(choice: &WidthChoice, cap: usize, step: usize) -> Option<WidthDomain> {
         match choice {
+            WidthChoice::Fixed => Some(WidthDomain::List(vec![1])),
             WidthChoice::LogRange(min, max) => {
                 let lo = min.div_ceil(step).max(1) * step;
                 let hi = (*max).min(cap) / step * step;

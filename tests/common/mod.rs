@@ -4,7 +4,9 @@
 use pets::search::store::{
     Claim, NewTrial, Store, StudyId, StudyStore, TrialKind, TrialResult, TrialRow,
 };
-use pets::spec::{Activation, Design, Form, Init, Insertion, Layers, Module, Site};
+use pets::spec::{
+    Activation, BottleneckConfig, Design, Form, Init, Insertion, Layers, Module, Site,
+};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -33,10 +35,10 @@ pub fn design(r: usize) -> Design {
         name: format!("pa{r}"),
         modules: vec![Module {
             name: None,
-            form: Form::Bottleneck {
+            form: Form::Bottleneck(BottleneckConfig {
                 r,
                 activation: Activation::Relu,
-            },
+            }),
             site: Site::Ffn,
             insertion: Insertion::Parallel,
             composition: None,

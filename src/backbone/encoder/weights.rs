@@ -4,8 +4,8 @@ use super::super::config::{part_covers, BackboneShape, BertConfig};
 use super::super::ops;
 use super::super::BackboneError;
 use super::{Encoder, RunOptions};
-use crate::adapters::ParamStore;
-use crate::spec::BackbonePart;
+use crate::methods::ParamStore;
+use crate::sites::BackbonePart;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use std::path::Path;
@@ -58,13 +58,14 @@ pub(super) struct Layer {
 impl Layer {
     /// Whether q, k and v can come from the stacked projection: no module reads or changes
     /// them apart, none of their tensors is trained, and attention runs fused.
-    pub(super) fn packed_qkv(&self, ad: &crate::adapters::LayerAdapters, x: &Tensor) -> bool {
+    pub(super) fn packed_qkv(&self, ad: &crate::methods::LayerPlan, x: &Tensor) -> bool {
+        use crate::sites::{Projection, Site};
         let trained = [&self.query, &self.key, &self.value]
             .iter()
             .any(|l| l.weight.track_op() || l.bias.track_op());
-        ad.query.is_empty()
-            && ad.key.is_empty()
-            && ad.value.is_empty()
+        [Projection::Query, Projection::Key, Projection::Value]
+            .iter()
+            .all(|p| ad.at(Site::Projection(*p)).is_empty())
             && ad.prefix.is_none()
             && !trained
             && crate::backbone::attention::fusable(x, x, x)

@@ -1,15 +1,10 @@
 //! Bottleneck modules `f(z·W_down + b)·W_up + b`: one over the whole hidden state, or one per head.
 
-use super::init::{Fill, ParamStore};
-use crate::spec::Activation;
+use super::Activation;
+use crate::methods::{affine, pair_fills, Delta, Fill, ParamStore};
 use candle_core::{Result, Tensor};
 
-/// `x·Wᵀ + b` over the last dim for trainable weights: one fused node on CPU/F32 (dx, dW, db
-/// from a single backward), leading dims flattened into one matmul.
-pub fn affine(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    crate::backbone::ops::affine(x, weight, bias)
-}
-
+/// `f(x)` for a bottleneck's activation.
 pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
     match activation {
         Activation::Relu => x.relu(),
@@ -20,15 +15,7 @@ pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
     }
 }
 
-/// Initial fills of (down, up) weights for a design's `Init`.
-pub fn fills(init: crate::spec::Init, fan_in: usize) -> (Fill, Fill) {
-    match init {
-        // Kaiming-uniform with a=√5 (torch's Linear default) gives bound 1/√fan_in.
-        crate::spec::Init::Default => (Fill::Uniform(1.0 / (fan_in as f32).sqrt()), Fill::Zeros),
-        crate::spec::Init::Normal(std) => (Fill::Normal(std), Fill::Normal(std)),
-    }
-}
-
+/// A bottleneck over the whole site: `f(z·W_downᵀ + b_down)·W_upᵀ + b_up`.
 pub struct Bottleneck {
     down_w: Tensor,
     down_b: Tensor,
@@ -38,14 +25,14 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
+    /// Creates the four tensors of an `input → r → output` bottleneck.
     pub fn new(
         store: &mut ParamStore,
         prefix: &str,
         (input, r, output): (usize, usize, usize),
         activation: Activation,
-        init: crate::spec::Init,
+        (down, up): (Fill, Fill),
     ) -> Result<Self> {
-        let (down, up) = fills(init, input);
         Ok(Bottleneck {
             down_w: store.var(&format!("{prefix}.down.weight"), &[r, input], down)?,
             down_b: store.var(&format!("{prefix}.down.bias"), &[r], Fill::Zeros)?,
@@ -54,8 +41,10 @@ impl Bottleneck {
             activation,
         })
     }
+}
 
-    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+impl Delta for Bottleneck {
+    fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let hidden = activate(
             &affine(z, &self.down_w, Some(&self.down_b))?,
             self.activation,
@@ -80,7 +69,7 @@ pub struct HeadsBottleneck {
 }
 
 impl HeadsBottleneck {
-    #[allow(clippy::too_many_arguments)]
+    /// Creates the tensors of `r/heads`-wide bottlenecks on each of `heads` heads.
     pub fn new(
         store: &mut ParamStore,
         prefix: &str,
@@ -91,7 +80,7 @@ impl HeadsBottleneck {
     ) -> Result<Self> {
         let head_dim = hidden / heads;
         let per_head = r / heads;
-        let (down_fill, up_fill) = fills(init, if parallel { hidden } else { head_dim });
+        let (down_fill, up_fill) = pair_fills(init, if parallel { hidden } else { head_dim });
         let down_shape: Vec<usize> = if parallel {
             vec![r, hidden]
         } else {
@@ -111,9 +100,11 @@ impl HeadsBottleneck {
             activation,
         })
     }
+}
 
+impl Delta for HeadsBottleneck {
     /// z: (b, t, d) → Δ: (b, t, d) laid out as concatenated heads.
-    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+    fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let (b, t, d) = z.dims3()?;
         let (heads, head_dim) = (self.heads, d / self.heads);
         let r = self.down_b.dim(0)?;

@@ -1,6 +1,6 @@
 //! Composition of `Δh` with `h`: add, fixed scale, learned scale, or a per-token gate.
 
-use super::init::{Fill, ParamStore};
+use super::store::{Fill, ParamStore};
 use crate::spec::Composition;
 use candle_core::{Result, Tensor};
 

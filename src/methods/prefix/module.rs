@@ -1,14 +1,12 @@
-//! Prefix tuning: `l` learned keys and values per head prepended to a layer's attention.
+//! A prefix's tensors: `l` learned keys and values per head prepended to a layer's attention.
 
-use super::bottleneck::affine;
-use super::init::{Fill, ParamStore};
+use crate::methods::{affine, Fill, ParamStore};
 use candle_core::{Result, Tensor};
 
+/// Where a prefix's keys and values come from.
 pub enum PrefixParams {
-    Direct {
-        keys: Tensor,
-        values: Tensor,
-    },
+    /// Trained directly.
+    Direct { keys: Tensor, values: Tensor },
     /// Li & Liang's reparameterisation: an embedding through a tanh MLP gives keys and values.
     Mlp {
         embedding: Tensor,
@@ -19,12 +17,15 @@ pub enum PrefixParams {
     },
 }
 
+/// One layer's prefix.
 pub struct Prefix {
+    label: String,
     params: PrefixParams,
     heads: usize,
 }
 
 impl Prefix {
+    /// Creates the prefix's tensors under `prefix` (`<label>.layer<i>`), which also labels it.
     pub fn new(
         store: &mut ParamStore,
         prefix: &str,
@@ -61,7 +62,16 @@ impl Prefix {
                 b2: store.var(&format!("{prefix}.mlp2.bias"), &[2 * hidden], Fill::Zeros)?,
             },
         };
-        Ok(Prefix { params, heads })
+        Ok(Prefix {
+            label: prefix.to_string(),
+            params,
+            heads,
+        })
+    }
+
+    /// `<module label>.layer<i>`.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// (keys, values) each (l, hidden).

@@ -13,6 +13,8 @@ pub enum Fill {
     Uniform(f32),
     /// N(0, std²)
     Normal(f32),
+    /// N(mean, std²)
+    NormalAround(f32, f32),
 }
 
 /// The named trainable vars of a design (and its head). Names are stable: they key saved tensors.
@@ -42,6 +44,9 @@ impl ParamStore {
             Fill::Uniform(b) => (0..count).map(|_| rng.random_range(-b..=b)).collect(),
             Fill::Normal(std) => (0..count)
                 .map(|_| std * standard_normal(&mut rng))
+                .collect(),
+            Fill::NormalAround(mean, std) => (0..count)
+                .map(|_| mean + std * standard_normal(&mut rng))
                 .collect(),
         };
         let var = Var::from_tensor(&Tensor::from_vec(values, shape, &self.device)?)?;

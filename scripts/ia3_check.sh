@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# IA³ in pets against Hugging Face PEFT's IA3 on the same base: the ia3 preset with its vectors
+# drawn from N(1, 0.1²) (init: Normal(0.1)) and a few training steps on `mr`, exported in pets'
+# format; scripts/peft_check.py compare-ia3 loads the same vectors into PEFT's IA3 on BertModel
+# and compares the logits with `pets predict` (tolerance 1e-4).
+#
+# usage: scripts/ia3_check.sh [--steps N] [--release]
+# Environment: PEFT_VENV (a venv with torch, transformers and peft; default .venv-peft, installed
+# as scripts/peft_check.sh does), PEFT_WORK (scratch folder), CARGO_TARGET_DIR as for cargo.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+steps=5 profile=debug
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --steps) steps=$2; shift ;;
+        --release) profile=release ;;
+        *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+pins="torch==2.15.0 transformers==5.23.0 peft==0.21.2"
+venv=${PEFT_VENV:-$root/.venv-peft}
+py=$venv/bin/python
+if ! "$py" -c "import torch, transformers, peft" 2>/dev/null; then
+    echo "installing $pins into $venv (once; several minutes) ..." >&2
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2086
+    "$py" -m pip install -q $pins >&2
+fi
+if [ "$profile" = release ]; then
+    cargo build -q --release --bin pets
+else
+    cargo build -q --bin pets
+fi
+pets="${CARGO_TARGET_DIR:-$root/target}/$profile/pets"
+"$pets" fetch --model minilm-l6 >&2
+base=$("$pets" fetch --model minilm-l6 2>&1 | sed -n 's/^model minilm-l6: //p')
+
+work=${PEFT_WORK:-$(mktemp -d)}
+mkdir -p "$work"
+sed 's/insertion: Sequential)/insertion: Sequential, init: Normal(0.1))/' \
+    search_spaces/presets/ia3.ron > "$work/ia3.ron"
+echo "training IA³ (vectors from N(1, 0.1²)) for $steps steps on mr ..." >&2
+"$pets" train --design "$work/ia3.ron" --task mr --epochs 1 --max-steps "$steps" --quiet \
+    --out "$work/run" >/dev/null
+"$pets" export --run "$work/run" --out "$work/pets" --force
+"$pets" predict --adapter "$work/pets" --format jsonl < scripts/peft_texts.txt > "$work/pets.jsonl"
+"$py" scripts/peft_check.py compare-ia3 --adapter "$work/pets" --predictions "$work/pets.jsonl" \
+    --base "$base"
