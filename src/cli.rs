@@ -258,6 +258,10 @@ pub struct SearchArgs {
     /// Fidelity levels (the last is full training).
     #[arg(long, default_value_t = 2)]
     pub rungs: usize,
+    /// When a rung promotes: sync (once the rung below has ended) or async (ASHA: the best
+    /// 1/eta of the results so far, without waiting; generations overlap).
+    #[arg(long, default_value = "sync")]
+    pub promotion: String,
     /// Presets evaluated in the same study, fitted to the budget.
     #[arg(
         long,

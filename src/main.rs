@@ -323,6 +323,7 @@ fn search_settings(search: SearchArgs) -> Result<SearchSettings> {
         confirm_seeds: search.confirm_seeds,
         eta: search.eta,
         rungs: search.rungs,
+        promotion: search.promotion.parse()?,
         baselines: search.baselines,
         presets_dir: search.presets,
         reports: search.reports,

@@ -110,12 +110,13 @@ impl PreparedStudy {
             (None, None) => "no limit".into(),
         };
         let generations = format!(
-            "Search: generation 0 of {} designs (rungs {}), then generations of {} ({}), at {} steps; budget {budget_text}{}; confirmation: the {} most accurate front designs and every baseline over {} seeds (seeds {}–{}).",
+            "Search: generation 0 of {} designs (rungs {}), then generations of {} ({}), at {} steps, promotion {}; budget {budget_text}{}; confirmation: the {} most accurate front designs and every baseline over {} seeds (seeds {}–{}).",
             s.initial,
             bracket(s.initial),
             s.population,
             bracket(s.population),
             steps.join(" → "),
+            s.promotion,
             layout.generations().map_or(String::new(), |g| format!(" ({g} generations)")),
             s.confirm_top,
             s.confirm_seeds,
@@ -168,6 +169,7 @@ impl PreparedStudy {
             budget_params: self.budget_params,
             steps: self.rungs.iter().map(|r| r.steps).collect(),
             layout: layout(s),
+            promotion: s.promotion,
             limits: s.limits(),
             baselines: self.baselines.clone(),
             sampler: s.sampler.clone(),

@@ -33,6 +33,8 @@ pub struct SearchSettings {
     pub confirm_seeds: usize,
     pub eta: usize,
     pub rungs: usize,
+    /// `--promotion`: when a rung promotes (see `promotion`).
+    pub promotion: super::promotion::Promotion,
     /// Named presets evaluated in the same study, fitted to the budget.
     pub baselines: Vec<String>,
     pub presets_dir: PathBuf,
@@ -217,6 +219,7 @@ pub(crate) fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
         "baselines": s.baselines, "trials": s.limits().trials,
         "timeout_seconds": s.timeout.map(|t| t.as_secs_f64()),
         "confirm_top": s.confirm_top, "confirm_seeds": s.confirm_seeds,
+        "promotion": s.promotion.to_string(),
     })
 }
 
