@@ -262,6 +262,10 @@ pub struct SearchArgs {
     /// 1/eta of the results so far, without waiting; generations overlap).
     #[arg(long, default_value = "sync")]
     pub promotion: String,
+    /// The cheaper rungs by hand, cheapest first, in optimizer steps (120) or shares of the
+    /// training data (25%: a quarter of one pass); full fidelity is the last rung.
+    #[arg(long, value_delimiter = ',', conflicts_with = "rungs")]
+    pub rung_at: Vec<String>,
     /// Presets evaluated in the same study, fitted to the budget.
     #[arg(
         long,

@@ -35,6 +35,8 @@ pub struct SearchSettings {
     pub rungs: usize,
     /// `--promotion`: when a rung promotes (see `promotion`).
     pub promotion: super::promotion::Promotion,
+    /// `--rung-at`: the cheaper rungs placed by hand; empty for eta-spaced ones (see `fidelity`).
+    pub rung_at: Vec<super::fidelity::RungAt>,
     /// Named presets evaluated in the same study, fitted to the budget.
     pub baselines: Vec<String>,
     pub presets_dir: PathBuf,
@@ -220,6 +222,7 @@ pub(crate) fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
         "timeout_seconds": s.timeout.map(|t| t.as_secs_f64()),
         "confirm_top": s.confirm_top, "confirm_seeds": s.confirm_seeds,
         "promotion": s.promotion.to_string(),
+        "rung_at": s.rung_at.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
     })
 }
 
