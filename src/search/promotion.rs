@@ -178,7 +178,7 @@ impl StudyPlan<'_> {
             let members = by_generation.remove(&g).unwrap_or_default();
             let filled = members.iter().filter(|t| t.rung == 0).count();
             let promote = |step: RungStep, pending: &mut bool| match step {
-                RungStep::Promote { parent, rung } => Some(self.promotion(parent, rung)),
+                RungStep::Promote { parent, rung } => Some(self.promote(parent, rung)),
                 RungStep::Pending => {
                     *pending = true;
                     None
@@ -195,7 +195,7 @@ impl StudyPlan<'_> {
             }
             // The generation being filled: generations fill in number order, so it is the last.
             if let RungStep::Promote { parent, rung } = next_async(&members, &bracket, eta, false) {
-                return Ok(self.promotion(parent, rung));
+                return Ok(self.promote(parent, rung));
             }
             let history = super::plan::history(live, &generation, g);
             if let Some(design) = self.propose(&history, rows)? {
@@ -218,7 +218,7 @@ impl StudyPlan<'_> {
     }
 
     /// The promotion of `parent` to `rung`: its design retrained at that rung's steps.
-    fn promotion(&self, parent: &TrialRow, rung: usize) -> SearchStep {
+    fn promote(&self, parent: &TrialRow, rung: usize) -> SearchStep {
         let design = parent.design.clone();
         SearchStep::Trial(self.trial(TrialKind::Search, None, design, rung, Some(parent.number)))
     }

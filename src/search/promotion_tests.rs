@@ -134,7 +134,8 @@ fn a_rung_promotes_by_front_rank_then_crowding() {
 
 #[test]
 fn the_highest_rung_promotes_first() {
-    // Three rungs (8 → 4 → 2): rung 1 holds two results, enough for one promotion to rung 2.
+    // Three rungs (8 → 4 → 2): rung 1 holds two results, enough for one promotion to rung 2;
+    // rung 0's five allow two promotions, of which trial 7 (on the front's small end) is left.
     let rows = [
         row(1, 0, Some((0.80, 100)), None),
         row(2, 0, Some((0.70, 50)), None),
@@ -142,10 +143,14 @@ fn the_highest_rung_promotes_first() {
         row(4, 0, Some((0.55, 95)), None),
         row(5, 1, Some((0.82, 100)), Some(1)),
         row(6, 1, Some((0.72, 50)), Some(2)),
+        row(7, 0, Some((0.50, 5)), None),
     ];
     let members: Vec<&TrialRow> = rows.iter().collect();
     let step = next_async(&members, &[8, 4, 2], 2, false);
     assert_eq!(promoted(step), Some((5, 2)));
+    // Without rung 2, trial 7 would go up.
+    let step = next_async(&members, &[8, 4], 2, false);
+    assert_eq!(promoted(step), Some((7, 1)));
 }
 
 #[test]
