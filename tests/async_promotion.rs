@@ -49,7 +49,10 @@ fn an_async_study_promotes_before_its_rung_fills_and_completes() {
         rows.iter().all(|t| t.state == TrialState::Complete),
         "{summary:?}"
     );
-    let search: Vec<_> = rows.iter().filter(|t| t.kind == TrialKind::Search).collect();
+    let search: Vec<_> = rows
+        .iter()
+        .filter(|t| t.kind == TrialKind::Search)
+        .collect();
     let rung = |r: usize| -> Vec<_> { search.iter().filter(|t| t.rung == r).collect() };
     assert_eq!((rung(0).len(), rung(1).len()), (6, 3), "{summary:?}");
     // One worker, in trial order: the first promotion comes before rung 0's last design.
@@ -59,7 +62,9 @@ fn an_async_study_promotes_before_its_rung_fills_and_completes() {
     );
     let parents: HashSet<usize> = rung(1).iter().filter_map(|t| t.parent).collect();
     assert_eq!(parents.len(), 3, "a trial promoted twice: {summary:?}");
-    assert!(parents.iter().all(|p| rung(0).iter().any(|t| t.number == *p)));
+    assert!(parents
+        .iter()
+        .all(|p| rung(0).iter().any(|t| t.number == *p)));
     // 25% of one pass: full fidelity is 2 passes, so rung 0 trains ceil(full / 2 / 4) steps.
     let full = rung(1)[0].fidelity;
     assert!(rung(0).iter().all(|t| t.fidelity == (full / 2).div_ceil(4)));

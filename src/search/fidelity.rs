@@ -76,8 +76,7 @@ impl FromStr for RungAt {
         let bad = || SearchError::Setting {
             flag: "--rung-at",
             value: text.to_string(),
-            expected: "expected optimizer steps (120) or a share of the training data (25%)"
-                .into(),
+            expected: "expected optimizer steps (120) or a share of the training data (25%)".into(),
         };
         let text = text.trim();
         match text.strip_suffix('%') {
@@ -195,7 +194,10 @@ mod tests {
             .iter()
             .map(|t| t.parse().unwrap())
             .collect();
-        assert_eq!(at, [RungAt::Data(25.0), RungAt::Steps(100), RungAt::Data(1.5)]);
+        assert_eq!(
+            at,
+            [RungAt::Data(25.0), RungAt::Steps(100), RungAt::Data(1.5)]
+        );
         // 214 batches a pass: 25% is 54 steps (rounded up), 1.5% is 4.
         assert_eq!(at[0].steps(214), 54);
         assert_eq!(at[2].steps(214), 4);
@@ -205,9 +207,17 @@ mod tests {
         assert_eq!(got, [(54, 12), (100, 6), (428, 3)]);
         // Out of order, or not below full fidelity: refused, naming the flag and the rung.
         let err = schedule_at(428, 214, 12, 2, &at).unwrap_err().to_string();
-        assert!(err.starts_with("--rung-at 25%,100,1.5%: 100 trains 100 steps"), "{err}");
-        let err = schedule_at(50, 214, 12, 2, &at[..1]).unwrap_err().to_string();
-        assert!(err.contains("not fewer than full fidelity's 50 steps"), "{err}");
+        assert!(
+            err.starts_with("--rung-at 25%,100,1.5%: 100 trains 100 steps"),
+            "{err}"
+        );
+        let err = schedule_at(50, 214, 12, 2, &at[..1])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not fewer than full fidelity's 50 steps"),
+            "{err}"
+        );
         for text in ["0", "-3", "0%", "x%", "", "2.5"] {
             let err = text.parse::<RungAt>().unwrap_err().to_string();
             assert!(err.starts_with("--rung-at"), "{text}: {err}");

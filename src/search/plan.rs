@@ -57,7 +57,9 @@ pub struct StudyPlan<'a> {
 
 /// Where the search stands.
 pub(super) enum SearchStep {
+    /// Start this search trial.
     Trial(NewTrial),
+    /// Nothing to start until a running trial ends.
     Wait,
     /// No search trial will start again: the budget is spent or the space exhausted.
     Over,

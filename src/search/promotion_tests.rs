@@ -25,7 +25,12 @@ fn async_plan(
 }
 
 /// A hand-made search trial: `number` at `rung`, complete with (`accuracy`, `params`) or running.
-fn row(number: usize, rung: usize, result: Option<(f64, usize)>, parent: Option<usize>) -> TrialRow {
+fn row(
+    number: usize,
+    rung: usize,
+    result: Option<(f64, usize)>,
+    parent: Option<usize>,
+) -> TrialRow {
     TrialRow {
         id: TrialId(number as i64),
         number,
@@ -221,7 +226,10 @@ fn assert_promoted_once(rows: &[TrialRow]) {
     let mut seen = HashSet::new();
     for t in rows.iter().filter(|t| t.kind == Search && t.rung > 0) {
         let parent = t.parent.expect("a promotion names its parent");
-        assert!(seen.insert((parent, t.rung)), "trial {parent} promoted twice");
+        assert!(
+            seen.insert((parent, t.rung)),
+            "trial {parent} promoted twice"
+        );
     }
 }
 
@@ -296,20 +304,25 @@ fn decisions_depend_on_the_stored_trials_only() {
     }
 }
 
+/// A simulated worker.
+#[derive(Clone, Copy)]
+enum Worker {
+    Idle,
+    /// Training trial `.0` until time `.1`.
+    Busy(usize, f64),
+    Done,
+}
+
 /// `workers` workers on one study, rung-0 trials taking 10 to 16 s and full-fidelity ones 30 s:
 /// the trials, and the number of rung-0 trials the budget still held each time a worker waited.
 fn parallel(plan: &StudyPlan, workers: usize) -> (Vec<TrialRow>, Vec<usize>) {
     let mut rows: Vec<TrialRow> = Vec::new();
-    let mut busy: Vec<Option<(usize, f64)>> = vec![None; workers];
-    let mut done = vec![false; workers];
+    let mut pool = vec![Worker::Idle; workers];
     let mut waits = Vec::new();
     let mut now = 0.0;
     let planned_rung0: usize = plan.layout.sizes().sum();
     loop {
-        for w in 0..workers {
-            if busy[w].is_some() || done[w] {
-                continue;
-            }
+        for worker in pool.iter_mut().filter(|w| matches!(w, Worker::Idle)) {
             match plan.next(&rows, now).unwrap() {
                 Next::Trial(t) => {
                     let n = rows.len();
@@ -319,31 +332,34 @@ fn parallel(plan: &StudyPlan, workers: usize) -> (Vec<TrialRow>, Vec<usize>) {
                         started: now,
                         ..stored(n, &t, Running, 0.0)
                     });
-                    busy[w] = Some((n, now + seconds));
+                    *worker = Worker::Busy(n, now + seconds);
                 }
                 Next::Wait => {
                     let rung0 = rows.iter().filter(|t| t.kind == Search && t.rung == 0);
                     waits.push(planned_rung0 - rung0.count());
                 }
-                Next::Done => done[w] = true,
+                Next::Done => *worker = Worker::Done,
             }
         }
-        if done.iter().all(|d| *d) {
+        if pool.iter().all(|w| matches!(w, Worker::Done)) {
             return (rows, waits);
         }
-        let (w, (n, end)) = busy
-            .iter()
-            .enumerate()
-            .filter_map(|(w, b)| b.map(|b| (w, b)))
-            .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+        // The next event: the earliest end of a running trial.
+        let (worker, n, end) = pool
+            .iter_mut()
+            .filter_map(|w| match *w {
+                Worker::Busy(n, end) => Some((w, n, end)),
+                _ => None,
+            })
+            .min_by(|a, b| a.2.total_cmp(&b.2))
             .expect("a worker waits while nothing runs");
+        *worker = Worker::Idle;
         now = end;
         let t = &mut rows[n];
         t.state = Complete;
         t.accuracy = Some(0.5 + (t.canonical.as_bytes()[0] % 40) as f64 / 100.0);
         t.params = Some(1000 * (n + 1));
         t.finished = Some(now);
-        busy[w] = None;
         assert!(rows.len() < 500, "the study does not end");
     }
 }
