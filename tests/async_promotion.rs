@@ -1,12 +1,16 @@
-//! `pets search --promotion async` end to end on a tiny encoder, with rung 0 placed as a share of
-//! the training data: promotions start before rung 0 has filled, every planned trial runs once,
-//! the study completes, and resuming it under the other rule is refused.
+//! `--promotion async` end to end on a tiny encoder. One `pets search`, with rung 0 placed as a
+//! share of the training data: promotions start before rung 0 has filled, every planned trial
+//! runs once, the study completes, and resuming it under the other rule is refused. Three
+//! `pets worker`s with one killed mid-rung: every trial still completes exactly once.
 
+mod cluster;
 mod tiny_study;
 
 use pets::search::store::TrialKind;
 use pets::search::TrialState;
 use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 use tiny_study::{command, finished, scratch, trials};
 
 /// One generation of 6 designs, 3 promoted (9 search trials), one baseline, no confirmation;
@@ -78,4 +82,90 @@ fn an_async_study_promotes_before_its_rung_fills_and_completes() {
     let text = finished(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("search.promotion"), "{text}");
+}
+
+#[test]
+fn async_workers_finish_the_study_once_despite_one_killed_mid_rung() {
+    let dir = cluster::tiny_study_dir("async-workers");
+    let storage = dir.join("shared.sqlite").to_string_lossy().to_string();
+    let study = cluster::unique_study("async");
+    let mut args = cluster::study_args(&dir, &study, &storage);
+    args.extend(["--promotion", "async", "--stale-after", "4"].map(String::from));
+    let log = |k: usize| std::fs::File::create(dir.join(format!("worker-{k}.log"))).unwrap();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|k| {
+            Command::new(env!("CARGO_BIN_EXE_pets"))
+                .args(["--threads", "1", "worker"])
+                .args(&args)
+                .env("PETS_CACHE", dir.join("cache"))
+                .stdout(Stdio::null())
+                .stderr(log(k))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let logs = || {
+        (0..3)
+            .map(|k| {
+                std::fs::read_to_string(dir.join(format!("worker-{k}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let store = cluster::open(&storage);
+    // Kill the worker of the first rung-0 trial seen running: it dies mid-rung.
+    let mut victim = None;
+    let seen = cluster::wait_until(Duration::from_secs(300), || {
+        let rows = cluster::trials(store.as_ref(), &study);
+        victim = rows
+            .iter()
+            .filter(|t| t.state == TrialState::Running && t.kind == TrialKind::Search)
+            .filter(|t| t.rung == 0)
+            .find_map(|t| {
+                let owner = t.owner.clone().unwrap_or_default();
+                let w = (0..workers.len())
+                    .find(|&w| owner.starts_with(&format!("pid {} on ", workers[w].id())))?;
+                Some((w, t.number))
+            });
+        victim.is_some()
+    });
+    assert!(seen, "no rung-0 trial was seen running\n{}", logs());
+    let (killed, number) = victim.unwrap();
+    workers[killed].kill().unwrap(); // SIGKILL: the heartbeat just stops
+    workers[killed].wait().unwrap();
+    // Still running after the kill: the kill landed mid-trial (else it ended just before).
+    let mid_trial = cluster::trials(store.as_ref(), &study)[number].state == TrialState::Running;
+    for (k, w) in workers.iter_mut().enumerate().filter(|(k, _)| *k != killed) {
+        let mut status = None;
+        let ended = cluster::wait_until(Duration::from_secs(600), || {
+            status = w.try_wait().unwrap();
+            status.is_some()
+        });
+        if !ended {
+            let _ = w.kill();
+        }
+        assert!(
+            ended && status.unwrap().success(),
+            "worker {k}: {status:?}\n{}",
+            logs()
+        );
+    }
+    let rows = cluster::trials(store.as_ref(), &study);
+    // 2 baselines, 6 at rung 0, 3 promoted: each once, none promoted twice.
+    cluster::assert_completed_exactly_once(&rows, &dir.join("trials"), &study);
+    // Every promotion started once its parent had completed (the killed trial's too, if chosen).
+    for t in rows
+        .iter()
+        .filter(|t| t.rung == 1 && t.kind == TrialKind::Search)
+    {
+        let parent = &rows[t.parent.expect("a promotion has a parent")];
+        assert!(
+            parent.finished.is_some_and(|f| f <= t.started),
+            "{t:?} before {parent:?}"
+        );
+    }
+    // Another worker trained the dead worker's trial again under its number.
+    let t = &rows[number];
+    assert!(!mid_trial || t.attempts >= 2, "{t:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
