@@ -4,14 +4,13 @@
 //! `pets worker`s with one killed mid-rung: every trial still completes exactly once.
 
 mod cluster;
-mod tiny_study;
 
+use cluster::tiny_study::{command, finished, scratch, trials};
 use pets::search::store::TrialKind;
 use pets::search::TrialState;
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tiny_study::{command, finished, scratch, trials};
 
 /// One generation of 6 designs, 3 promoted (9 search trials), one baseline, no confirmation;
 /// rung 0 trains on a quarter of one pass over the training split.
