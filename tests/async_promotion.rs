@@ -168,3 +168,31 @@ fn async_workers_finish_the_study_once_despite_one_killed_mid_rung() {
     assert!(!mid_trial || t.attempts >= 2, "{t:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_promotion_and_rung_flags_are_refused_naming_them() {
+    let dir = scratch("async-flags");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--promotion", "asha"],
+            "--promotion asha: expected sync or async",
+        ),
+        (
+            &["--rung-at", "0"],
+            "--rung-at 0: expected optimizer steps (120) or a share",
+        ),
+        (&["--rung-at", "25%", "--rungs", "3"], "cannot be used with"),
+        // Checked against the data: rungs must train fewer steps, cheapest first.
+        (&["--rung-at", "50%,25%"], "--rung-at 50%,25%: 50% trains"),
+    ];
+    for (flags, needle) in cases {
+        let out = command(&dir, "tiny", &dir.join("reports"), flags)
+            .output()
+            .unwrap();
+        let text = finished(&out);
+        assert!(!out.status.success(), "{flags:?}: {text}");
+        assert!(text.contains(needle), "{flags:?}: {text}");
+    }
+    // A refused command leaves no study behind.
+    assert!(trials(&dir).is_empty());
+}
