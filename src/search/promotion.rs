@@ -24,8 +24,9 @@
 //! The decision is a function of the stored trials only, made inside the claim's transaction, so
 //! workers on different machines agree and two never promote one trial (a promotion is a trial
 //! whose `parent` is the promoted one; a parent already named at a rung is skipped). A worker that
-//! dies leaves its trial running until its heartbeat is stale and another worker claims it again
-//! under the same number (`store::lease`, `store::claims`); meanwhile the rule promotes from the
+//! dies leaves its trial running until its heartbeat is stale (at once when its process is seen
+//! gone on the same host) and another worker claims it again under the same number
+//! (`store::backend`, `store::claims`); meanwhile the rule promotes from the
 //! trials that did complete, and the dead trial is ranked when it completes. Early promotions are
 //! ASHA's trade: a trial promoted on few results that later results would not have picked (a
 //! mispromotion) takes a place the synchronous rule would have given to a later trial.
@@ -40,8 +41,9 @@
 //! halving (and its Hyperband) is synchronous per batch: a stage is compared only once all its
 //! configurations are evaluated; with several objectives it takes whole Pareto fronts until it
 //! has enough, then drops the least crowded of the selection; it starts a new batch instead of
-//! waiting, as async pets starts the next generation. Neither bounds promotions by a trial budget,
-//! and both keep their state in one process; pets reads it from the store.
+//! waiting, as async pets starts the next generation. MOASHA's rungs have no size (any number of
+//! trials may continue), where pets caps each at its bracket so the trial budget holds; and both
+//! schedulers keep their state in one process's memory, where pets reads it from the store.
 
 use super::fidelity::promotion_order;
 use super::plan::{points, SearchStep, StudyPlan};
