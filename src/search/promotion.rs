@@ -229,3 +229,7 @@ impl StudyPlan<'_> {
 #[cfg(test)]
 #[path = "promotion_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "promotion_parallel_tests.rs"]
+mod parallel_tests;

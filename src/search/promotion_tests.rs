@@ -12,7 +12,7 @@ use TrialKind::{Baseline, Confirm, Search};
 use TrialState::{Complete, Running};
 
 /// The planner of `plan::tests` under the asynchronous rule.
-fn async_plan(
+pub(super) fn async_plan(
     space: &SearchSpace,
     initial: usize,
     population: usize,
@@ -222,7 +222,7 @@ fn finish(plan: &StudyPlan, mut rows: Vec<TrialRow>) -> Vec<TrialRow> {
 }
 
 /// No trial is promoted twice to one rung.
-fn assert_promoted_once(rows: &[TrialRow]) {
+pub(super) fn assert_promoted_once(rows: &[TrialRow]) {
     let mut seen = HashSet::new();
     for t in rows.iter().filter(|t| t.kind == Search && t.rung > 0) {
         let parent = t.parent.expect("a promotion names its parent");
@@ -304,85 +304,41 @@ fn decisions_depend_on_the_stored_trials_only() {
     }
 }
 
-/// A simulated worker.
-#[derive(Clone, Copy)]
-enum Worker {
-    Idle,
-    /// Training trial `.0` until time `.1`.
-    Busy(usize, f64),
-    Done,
-}
-
-/// `workers` workers on one study, rung-0 trials taking 10 to 16 s and full-fidelity ones 30 s:
-/// the trials, and the number of rung-0 trials the budget still held each time a worker waited.
-fn parallel(plan: &StudyPlan, workers: usize) -> (Vec<TrialRow>, Vec<usize>) {
-    let mut rows: Vec<TrialRow> = Vec::new();
-    let mut pool = vec![Worker::Idle; workers];
-    let mut waits = Vec::new();
-    let mut now = 0.0;
-    let planned_rung0: usize = plan.layout.sizes().sum();
-    loop {
-        for worker in pool.iter_mut().filter(|w| matches!(w, Worker::Idle)) {
-            match plan.next(&rows, now).unwrap() {
-                Next::Trial(t) => {
-                    let n = rows.len();
-                    let spread = (t.canonical.as_bytes()[1] % 7) as f64;
-                    let seconds = if t.rung == 0 { 10.0 + spread } else { 30.0 };
-                    rows.push(TrialRow {
-                        started: now,
-                        ..stored(n, &t, Running, 0.0)
-                    });
-                    *worker = Worker::Busy(n, now + seconds);
-                }
-                Next::Wait => {
-                    let rung0 = rows.iter().filter(|t| t.kind == Search && t.rung == 0);
-                    waits.push(planned_rung0 - rung0.count());
-                }
-                Next::Done => *worker = Worker::Done,
-            }
-        }
-        if pool.iter().all(|w| matches!(w, Worker::Done)) {
-            return (rows, waits);
-        }
-        // The next event: the earliest end of a running trial.
-        let (worker, n, end) = pool
-            .iter_mut()
-            .filter_map(|w| match *w {
-                Worker::Busy(n, end) => Some((w, n, end)),
-                _ => None,
-            })
-            .min_by(|a, b| a.2.total_cmp(&b.2))
-            .expect("a worker waits while nothing runs");
-        *worker = Worker::Idle;
-        now = end;
-        let t = &mut rows[n];
-        t.state = Complete;
-        t.accuracy = Some(0.5 + (t.canonical.as_bytes()[0] % 40) as f64 / 100.0);
-        t.params = Some(1000 * (n + 1));
-        t.finished = Some(now);
-        assert!(rows.len() < 500, "the study does not end");
-    }
-}
-
 #[test]
-fn parallel_workers_wait_only_once_the_budget_is_claimed() {
-    let space = space();
-    let limits = Limits::new(Some(12), None);
-    let (sync_rows, sync_waits) = parallel(&plan(&space, 4, 2, limits), 3);
-    let (async_rows, async_waits) = parallel(&async_plan(&space, 4, 2, limits), 3);
-    for rows in [&sync_rows, &async_rows] {
-        assert_eq!(rows.iter().filter(|t| t.kind == Search).count(), 12);
-        assert_promoted_once(rows);
-    }
-    // The synchronous rule idles workers while rungs and generations fill; the asynchronous
-    // one only once every rung-0 trial the budget holds has been claimed.
-    assert!(
-        sync_waits.iter().any(|&left| left > 0),
-        "sync: {sync_waits:?}"
-    );
-    assert!(
-        async_waits.iter().all(|&left| left == 0),
-        "async: {async_waits:?}"
-    );
-    assert!(async_waits.len() < sync_waits.len());
+fn the_rule_is_in_the_study_settings_and_older_studies_resume() {
+    use crate::search::fidelity::RungAt;
+    use crate::search::study::{settings_fingerprint, SearchSettings};
+    let sync = SearchSettings {
+        study: "s".into(),
+        space: "search_spaces/mam.ron".into(),
+        budget: "0.5%".into(),
+        sampler: "nsga2".into(),
+        seed: 0,
+        initial: 12,
+        population: 6,
+        trials: None,
+        timeout: None,
+        confirm_top: 3,
+        confirm_seeds: 3,
+        eta: 2,
+        rungs: 2,
+        promotion: Promotion::Sync,
+        rung_at: Vec::new(),
+        baselines: vec!["lora".into()],
+        presets_dir: "search_spaces/presets".into(),
+        reports: "reports".into(),
+        jobs: 1,
+        command: "pets search".into(),
+    };
+    // The defaults write no key: a study stored before `--promotion` existed compares equal.
+    let old = settings_fingerprint(&sync);
+    assert!(old.get("promotion").is_none() && old.get("rung_at").is_none());
+    let changed = SearchSettings {
+        promotion: Promotion::Async,
+        rung_at: vec![RungAt::Data(25.0)],
+        ..sync
+    };
+    let new = settings_fingerprint(&changed);
+    assert_eq!(new["promotion"], "async");
+    assert_eq!(new["rung_at"], serde_json::json!(["25%"]));
 }
