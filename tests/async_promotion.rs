@@ -81,6 +81,7 @@ fn an_async_study_promotes_before_its_rung_fills_and_completes() {
     let text = finished(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("search.promotion"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -195,4 +196,5 @@ fn bad_promotion_and_rung_flags_are_refused_naming_them() {
     }
     // A refused command leaves no study behind.
     assert!(trials(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }
