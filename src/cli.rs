@@ -258,6 +258,14 @@ pub struct SearchArgs {
     /// Fidelity levels (the last is full training).
     #[arg(long, default_value_t = 2)]
     pub rungs: usize,
+    /// When a rung promotes: sync (once the rung below has ended) or async (ASHA: the best
+    /// 1/eta of the results so far, without waiting; generations overlap).
+    #[arg(long, default_value = "sync")]
+    pub promotion: String,
+    /// The cheaper rungs by hand, cheapest first, in optimizer steps (120) or shares of the
+    /// training data (25%: a quarter of one pass); full fidelity is the last rung.
+    #[arg(long, value_delimiter = ',', conflicts_with = "rungs")]
+    pub rung_at: Vec<String>,
     /// Presets evaluated in the same study, fitted to the budget.
     #[arg(
         long,

@@ -322,7 +322,17 @@ fn search_settings(search: SearchArgs) -> Result<SearchSettings> {
         confirm_top: search.confirm_top,
         confirm_seeds: search.confirm_seeds,
         eta: search.eta,
-        rungs: search.rungs,
+        // Rungs placed by hand are the cheaper ones; full fidelity is the last.
+        rungs: match search.rung_at.len() {
+            0 => search.rungs,
+            n => n + 1,
+        },
+        promotion: search.promotion.parse()?,
+        rung_at: search
+            .rung_at
+            .iter()
+            .map(|r| r.parse::<pets::search::fidelity::RungAt>())
+            .collect::<std::result::Result<Vec<_>, _>>()?,
         baselines: search.baselines,
         presets_dir: search.presets,
         reports: search.reports,

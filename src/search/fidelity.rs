@@ -8,8 +8,17 @@
 //! only full-fidelity trials enter the reported front. Promoting by front rank rather than by
 //! accuracy alone keeps cheap designs alive: a small design that is only slightly worse is on
 //! the front and survives, where single-objective halving would drop it.
+//!
+//! The cheaper rungs may instead be placed by hand (`--rung-at 100,30%`), each in optimizer steps
+//! or as a share of the training data: `30%` trains for 30% of one pass over the training split
+//! (its batches are the first of the run's shuffled pass, so a random 30% of the sentences), which
+//! is the resource halving is usually described in. Full fidelity stays the last rung, and when
+//! (not where) a rung promotes is `promotion`'s.
 
 use super::pareto::{crowding_distance, non_dominated_sort, Point};
+use super::SearchError;
+use std::fmt;
+use std::str::FromStr;
 
 /// One fidelity level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +47,98 @@ pub fn schedule(full_steps: usize, initial: usize, eta: usize, rungs: usize) -> 
         candidates = candidates.div_ceil(eta);
     }
     out
+}
+
+/// Where a cheaper rung stops (`--rung-at`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RungAt {
+    /// Optimizer steps.
+    Steps(usize),
+    /// Percent of one pass over the training split.
+    Data(f64),
+}
+
+impl RungAt {
+    /// Optimizer steps of the rung, with `steps_per_epoch` batches in one pass (at least one).
+    pub fn steps(&self, steps_per_epoch: usize) -> usize {
+        match *self {
+            RungAt::Steps(n) => n,
+            RungAt::Data(percent) => (percent / 100.0 * steps_per_epoch as f64).ceil() as usize,
+        }
+        .max(1)
+    }
+}
+
+impl FromStr for RungAt {
+    type Err = SearchError;
+
+    fn from_str(text: &str) -> Result<RungAt, SearchError> {
+        let bad = || SearchError::Setting {
+            flag: "--rung-at",
+            value: text.to_string(),
+            expected: "expected optimizer steps (120) or a share of the training data (25%)".into(),
+        };
+        let text = text.trim();
+        match text.strip_suffix('%') {
+            Some(percent) => match percent.trim().parse::<f64>() {
+                Ok(p) if p > 0.0 && p <= 10_000.0 => Ok(RungAt::Data(p)),
+                _ => Err(bad()),
+            },
+            None => match text.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(RungAt::Steps(n)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for RungAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RungAt::Steps(n) => write!(f, "{n}"),
+            RungAt::Data(percent) => write!(f, "{percent}%"),
+        }
+    }
+}
+
+/// Rungs at `at` (cheapest first), then full fidelity; refuses rungs that do not train strictly
+/// fewer steps than the next one.
+pub fn schedule_at(
+    full_steps: usize,
+    steps_per_epoch: usize,
+    initial: usize,
+    eta: usize,
+    at: &[RungAt],
+) -> Result<Vec<Rung>, SearchError> {
+    let mut steps: Vec<usize> = at.iter().map(|r| r.steps(steps_per_epoch)).collect();
+    steps.push(full_steps);
+    for (i, pair) in steps.windows(2).enumerate() {
+        if pair[0] >= pair[1] {
+            let next = if i + 1 == at.len() {
+                format!("full fidelity's {} steps", pair[1])
+            } else {
+                format!("the {} steps of {}", pair[1], at[i + 1])
+            };
+            return Err(SearchError::Setting {
+                flag: "--rung-at",
+                value: at.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","),
+                expected: format!(
+                    "{} trains {} steps, not fewer than {next}; list the cheaper rungs, cheapest first",
+                    at[i], pair[0]
+                ),
+            });
+        }
+    }
+    let eta = eta.max(2);
+    let mut candidates = initial.max(1);
+    Ok(steps
+        .into_iter()
+        .map(|steps| {
+            let rung = Rung { steps, candidates };
+            candidates = candidates.div_ceil(eta);
+            rung
+        })
+        .collect())
 }
 
 /// Indices of `points` in promotion order (best first).
@@ -85,6 +186,42 @@ mod tests {
         assert_eq!(steps.len(), 65);
         assert_eq!(steps[..61], [1; 61]);
         assert_eq!(steps[61..], [3, 7, 15, 30]);
+    }
+
+    #[test]
+    fn rungs_placed_in_steps_or_shares_of_the_training_data() {
+        let at: Vec<RungAt> = ["25%", "100", "1.5%"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        assert_eq!(
+            at,
+            [RungAt::Data(25.0), RungAt::Steps(100), RungAt::Data(1.5)]
+        );
+        // 214 batches a pass: 25% is 54 steps (rounded up), 1.5% is 4.
+        assert_eq!(at[0].steps(214), 54);
+        assert_eq!(at[2].steps(214), 4);
+        assert_eq!(at[0].to_string(), "25%");
+        let rungs = schedule_at(428, 214, 12, 2, &at[..2]).unwrap();
+        let got: Vec<(usize, usize)> = rungs.iter().map(|r| (r.steps, r.candidates)).collect();
+        assert_eq!(got, [(54, 12), (100, 6), (428, 3)]);
+        // Out of order, or not below full fidelity: refused, naming the flag and the rung.
+        let err = schedule_at(428, 214, 12, 2, &at).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--rung-at 25%,100,1.5%: 100 trains 100 steps"),
+            "{err}"
+        );
+        let err = schedule_at(50, 214, 12, 2, &at[..1])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not fewer than full fidelity's 50 steps"),
+            "{err}"
+        );
+        for text in ["0", "-3", "0%", "x%", "", "2.5"] {
+            let err = text.parse::<RungAt>().unwrap_err().to_string();
+            assert!(err.starts_with("--rung-at"), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! shrunk to the largest size whose bracket still fits, so every generation reaches full
 //! fidelity and the budget is not overrun. Membership follows from the stored trials alone:
 //! rung-0 trials fill the generations in trial-number order; a promotion belongs to its parent's.
+//! Under `--promotion async` the brackets keep these sizes as caps on each rung, but a rung
+//! promotes before the one below has filled and generations overlap (`promotion`).
 
 use super::store::TrialRow;
 use std::collections::HashMap;

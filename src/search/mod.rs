@@ -14,6 +14,7 @@ pub mod limits;
 pub mod operators;
 pub mod pareto;
 pub mod plan;
+pub mod promotion;
 
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,7 @@
 //! leaves no study behind that the corrected one would clash with); then the task is prepared and
 //! the rungs, the baselines fitted to the budget and the report context are derived from it.
 
-use super::fidelity::{schedule, Rung};
+use super::fidelity::{schedule, schedule_at, Rung};
 use super::generations::Layout;
 use super::plan::StudyPlan;
 use super::report::ReportContext;
@@ -69,8 +69,12 @@ impl PreparedStudy {
         check_feasible(&space, shape, budget_params)?;
         let steps_per_epoch = task.train.len().div_ceil(run.train.batch_size);
         let full_steps = full_fidelity(run, steps_per_epoch);
-        s.check_rungs(full_steps)?;
-        let rungs = schedule(full_steps, s.initial, s.eta, s.rungs);
+        let rungs = if s.rung_at.is_empty() {
+            s.check_rungs(full_steps)?;
+            schedule(full_steps, s.initial, s.eta, s.rungs)
+        } else {
+            schedule_at(full_steps, steps_per_epoch, s.initial, s.eta, &s.rung_at)?
+        };
         let mut baselines = Vec::new();
         for (name, preset) in presets {
             match fit_to_budget(&preset, &shape, budget_params, Fit::ShrinkOnly) {
@@ -111,12 +115,13 @@ impl PreparedStudy {
             (None, None) => "no limit".into(),
         };
         let generations = format!(
-            "Search: generation 0 of {} designs (rungs {}), then generations of {} ({}), at {} steps; budget {budget_text}{}; confirmation: the {} most accurate front designs and every baseline over {} seeds (seeds {}–{}).",
+            "Search: generation 0 of {} designs (rungs {}), then generations of {} ({}), at {} steps, promotion {}; budget {budget_text}{}; confirmation: the {} most accurate front designs and every baseline over {} seeds (seeds {}–{}).",
             s.initial,
             bracket(s.initial),
             s.population,
             bracket(s.population),
             steps.join(" → "),
+            s.promotion,
             layout.generations().map_or(String::new(), |g| format!(" ({g} generations)")),
             s.confirm_top,
             s.confirm_seeds,
@@ -169,6 +174,7 @@ impl PreparedStudy {
             budget_params: self.budget_params,
             steps: self.rungs.iter().map(|r| r.steps).collect(),
             layout: layout(s),
+            promotion: s.promotion,
             limits: s.limits(),
             baselines: self.baselines.clone(),
             sampler: s.sampler.clone(),

@@ -30,6 +30,10 @@ pub struct SearchSettings {
     pub confirm_seeds: usize,
     pub eta: usize,
     pub rungs: usize,
+    /// `--promotion`: when a rung promotes (see `promotion`).
+    pub promotion: super::promotion::Promotion,
+    /// `--rung-at`: the cheaper rungs placed by hand; empty for eta-spaced ones (see `fidelity`).
+    pub rung_at: Vec<super::fidelity::RungAt>,
     /// Named presets evaluated in the same study, fitted to the budget.
     pub baselines: Vec<String>,
     pub presets_dir: PathBuf,
@@ -174,13 +178,23 @@ pub fn trial_folder_in(trials_dir: &Path, study: &str, number: usize) -> PathBuf
 
 /// The search settings stored with a study: every process working on it must share them.
 pub(crate) fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
-    serde_json::json!({
+    let mut fingerprint = serde_json::json!({
         "space": s.space, "budget": s.budget, "sampler": s.sampler, "seed": s.seed,
         "initial": s.initial, "population": s.population, "eta": s.eta, "rungs": s.rungs,
         "baselines": s.baselines, "trials": s.limits().trials,
         "timeout_seconds": s.timeout.map(|t| t.as_secs_f64()),
         "confirm_top": s.confirm_top, "confirm_seeds": s.confirm_seeds,
-    })
+    });
+    // Written only away from their defaults: studies made before these flags ran by the
+    // defaults, and resume (or gain workers of a newer pets) unrefused.
+    if s.promotion != super::promotion::Promotion::Sync {
+        fingerprint["promotion"] = s.promotion.to_string().into();
+    }
+    if !s.rung_at.is_empty() {
+        let at: Vec<String> = s.rung_at.iter().map(|r| r.to_string()).collect();
+        fingerprint["rung_at"] = at.into();
+    }
+    fingerprint
 }
 
 /// A text the study's stored settings hold at `key` (a JSON pointer).

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 #[path = "../tiny_study/mod.rs"]
-mod tiny_study;
+pub mod tiny_study;
 
 use pets::search::store::{open_storage, StudyStore, TrialRow};
 use std::path::{Path, PathBuf};
