@@ -316,7 +316,7 @@ fn the_main_job_report_renders_in_chromium() {
         .collect();
     front.sort_unstable();
 
-    let mut page = Browser::launch(&binary, 1280, 1000).expect("start chromium");
+    let mut page = Browser::launch(&binary, 1280, 1700).expect("start chromium");
     render(&mut page, &reports.join("index.html"));
     assert_eq!(marks(&mut page, "#scatter .point"), complete);
     assert_eq!(marks(&mut page, "#scatter .front-mark"), front);

@@ -113,6 +113,7 @@
     const order = { confirm: 0, search: 1, baseline: 3 };
     const rank = (t) => order[t.kind] + (members.has(t.n) ? 1 : 0);
     const points = Chart.el("g", { class: "points" }, root);
+    const labels = [];
     for (const t of shown.slice().sort((a, b) => rank(a) - rank(b) || a.n - b.n)) {
       const [px, py] = at(t);
       const share = Math.min(1, t.steps / Math.max(1, data.fidelity));
@@ -126,10 +127,13 @@
       mark.addEventListener("mouseleave", () => (tip.hidden = true));
       mark.addEventListener("click", () => select(t.n));
       if (member) Chart.el("circle", { class: "front-mark", cx: px, cy: py, r: 8.5, "data-trial": t.n }, root);
-      if (t.kind === "baseline") {
-        const label = Chart.el("text", { class: "baseline-label", x: px + 9, y: py - 9 }, root);
-        label.textContent = t.label || `trial ${t.n}`;
-      }
+      if (t.kind === "baseline") labels.push([px, py, t.label || `trial ${t.n}`]);
+    }
+    // Baselines fitted to one budget sit close together: their names are stacked, not overlaid.
+    let below = -Infinity;
+    for (const [px, py, text] of labels.sort((a, b) => a[1] - b[1])) {
+      below = Math.max(py - 6, below + 13);
+      Chart.el("text", { class: "baseline-label", x: px + 9, y: below }, root).textContent = text;
     }
     const missing = complete.length - shown.length;
     $("metric-note").textContent = missing ? `${missing} complete trials have no ${metric} accuracy and are not drawn` : "";
