@@ -262,11 +262,16 @@ fn a_small_study_renders_in_chromium() {
         ["beats", "ties", "loses"].contains(&verdict.as_str().unwrap()),
         "{verdict}"
     );
-    let history = hypervolume_history(&rows, 0).len();
+    // One dot per change of the hypervolume, at the budget the page was written with.
+    let budget = page
+        .eval("JSON.parse(document.getElementById('pets-data').textContent).budget")
+        .unwrap();
+    let history = hypervolume_history(&rows, budget.as_u64().unwrap() as usize);
     let drawn = page
         .eval("document.querySelectorAll('#hypervolume .hv-point').length")
         .unwrap();
-    assert!(history > 0 && drawn.as_u64().unwrap() > 0);
+    assert!(!history.is_empty());
+    assert_eq!(drawn, history.len());
     if let Some(keep) = std::env::var_os("PETS_HTML_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
