@@ -66,6 +66,7 @@ pub enum ReportError {
     Csv { path: String, source: csv::Error },
     #[error("drawing {path}: {message}")]
     Plot { path: String, message: String },
+    /// The HTML page's data could not be serialised.
     #[error("writing the data of {path}: {source}")]
     Json {
         path: String,
