@@ -21,6 +21,7 @@ fn context() -> ReportContext {
         command: "pets search --study demo".into(),
         sampler: "nsga2".into(),
         notes: vec!["hand-made trials".into()],
+        export_args: vec![],
     }
 }
 
@@ -164,7 +165,8 @@ fn reports_render_the_hand_computed_front() {
             "trials.csv",
             "confirmed.csv",
             "pareto.svg",
-            "hypervolume.svg"
+            "hypervolume.svg",
+            "index.html"
         ]
     );
     let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| {

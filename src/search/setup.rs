@@ -152,6 +152,8 @@ impl PreparedStudy {
                 generations,
                 DETERMINISM.to_string(),
             ],
+            // Set by the worker, which knows the store and the run folders.
+            export_args: Vec::new(),
         };
         Ok(PreparedStudy {
             space,

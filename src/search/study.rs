@@ -273,6 +273,11 @@ pub fn rerender(
             .unwrap_or_default()
             .to_string(),
         notes,
+        // `pets report` takes no --trials-dir: the folders are where the store's default puts them.
+        export_args: super::report::export_args(
+            storage,
+            &super::store::Storage::parse(storage)?.default_trials_dir(),
+        ),
     };
     Ok(write_reports(&reports.join(study), &ctx, &trials)?)
 }

@@ -11,7 +11,7 @@
 //! process left running (their owner's process is gone) with their numbers and designs.
 
 use super::claim_loop::{progress_bar, ClaimLoop, Shared};
-use super::report::{front_table, write_reports};
+use super::report::{export_args, front_table, write_reports};
 use super::setup::PreparedStudy;
 use super::store::{
     owner_name, KeepAlive, Storage, Store, StoreError, StudyId, StudyStore, TrialRow,
@@ -72,7 +72,8 @@ pub fn run_worker(
 ) -> crate::Result<WorkerOutcome> {
     let s = &ws.search;
     let started = Instant::now();
-    let study = PreparedStudy::prepare(s, run, cache)?;
+    let mut study = PreparedStudy::prepare(s, run, cache)?;
+    study.report.export_args = export_args(&ws.storage, &ws.trials_dir);
     let plan = study.plan(s, run);
     let (store, id, _lease) = open_study(ws, &study.protocol)?;
     if ws.role == Role::Worker {

@@ -4,9 +4,9 @@
 use super::{csv_files::csv_bytes, Rendering, ReportContext};
 use crate::report::group;
 use crate::search::confirm::{
-    best_baseline, confirmed, verdicts, BootstrapError, Comparison, Confirmed, RESAMPLES,
+    best_baseline, verdicts, AgainstBaselines, BootstrapError, Comparison, Confirmed, RESAMPLES,
 };
-use crate::search::store::{state_str, TrialRow};
+use crate::search::store::state_str;
 use std::fmt::Write as _;
 
 /// Seed of the bootstrap's RNG, fixed so that a report regenerates to the same intervals.
@@ -16,22 +16,22 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-fn acc(v: Option<f64>) -> String {
+pub(super) fn acc(v: Option<f64>) -> String {
     v.map_or_else(|| "—".into(), |v| format!("{v:.4}"))
 }
 
-fn points(v: f64) -> String {
+pub(super) fn points(v: f64) -> String {
     format!("{:+.2}", 100.0 * v)
 }
 
-fn percent(c: &Confirmed, ctx: &ReportContext) -> String {
+pub(super) fn percent(c: &Confirmed, ctx: &ReportContext) -> String {
     let p = c.percent.unwrap_or_else(|| {
         100.0 * c.params.unwrap_or(0) as f64 / ctx.backbone_params.max(1) as f64
     });
     format!("{p:.3}%")
 }
 
-fn missing(c: &Confirmed) -> String {
+pub(super) fn missing(c: &Confirmed) -> String {
     let m = c.seeds_missing();
     if m.is_empty() {
         return String::new();
@@ -43,10 +43,48 @@ fn missing(c: &Confirmed) -> String {
     words.join(", ")
 }
 
+/// The confirmed designs and the best front design's comparisons with the baselines, computed once
+/// per rendering (the bootstrap is the costly part) and shared by `pareto.md` and `index.html`.
+pub(crate) struct Confirmation<'a> {
+    /// Confirmed designs ranked by mean test accuracy.
+    pub all: &'a [Confirmed],
+    /// The best confirmed front design and its comparison with each baseline.
+    pub verdicts: Option<(&'a Confirmed, AgainstBaselines<'a>)>,
+}
+
+impl<'a> Confirmation<'a> {
+    /// Runs the paired bootstraps of `all` (seeded: [`BOOTSTRAP_SEED`]).
+    pub fn of(all: &'a [Confirmed]) -> Confirmation<'a> {
+        Confirmation {
+            all,
+            verdicts: verdicts(all, RESAMPLES, BOOTSTRAP_SEED),
+        }
+    }
+
+    /// Seeds of the design confirmed on the most.
+    pub fn seeds(&self) -> usize {
+        self.all.iter().map(|c| c.runs.len()).max().unwrap_or(0)
+    }
+
+    /// Whether the best front design beats the best baseline, in one Markdown sentence; `None`
+    /// when no searched design is confirmed.
+    pub fn sentence(&self) -> Option<String> {
+        let (best, against) = self.verdicts.as_ref()?;
+        let best_base = best_baseline(self.all);
+        let against_best = best_base.and_then(|b| {
+            against
+                .iter()
+                .find(|(c, _)| c.parent == b.parent)
+                .map(|(_, cmp)| cmp)
+        });
+        Some(sentence(best, best_base.zip(against_best)))
+    }
+}
+
 /// `## Confirmed at full fidelity over S seeds`, with its verdicts; says so when nothing is confirmed.
-pub(crate) fn section(ctx: &ReportContext, trials: &[TrialRow]) -> String {
-    let all = confirmed(trials);
-    let seeds = all.iter().map(|c| c.runs.len()).max().unwrap_or(0);
+pub(crate) fn section(ctx: &ReportContext, confirmation: &Confirmation) -> String {
+    let all = confirmation.all;
+    let seeds = confirmation.seeds();
     let mut md = format!("## Confirmed at full fidelity over {seeds} seeds\n\n");
     if all.is_empty() {
         md.push_str(
@@ -83,7 +121,7 @@ pub(crate) fn section(ctx: &ReportContext, trials: &[TrialRow]) -> String {
             missing(c)
         );
     }
-    let Some((best, against)) = verdicts(&all, RESAMPLES, BOOTSTRAP_SEED) else {
+    let Some((best, against)) = &confirmation.verdicts else {
         md.push_str("\nNo searched design has been confirmed yet, so there is no verdict against the baselines.\n");
         return md;
     };
@@ -100,7 +138,7 @@ pub(crate) fn section(ctx: &ReportContext, trials: &[TrialRow]) -> String {
         acc(best.mean_test()),
         group(RESAMPLES)
     );
-    for (b, cmp) in &against {
+    for (b, cmp) in against {
         match cmp {
             Ok(c) => {
                 let _ = writeln!(
@@ -127,14 +165,7 @@ pub(crate) fn section(ctx: &ReportContext, trials: &[TrialRow]) -> String {
             }
         }
     }
-    let best_base = best_baseline(&all);
-    let against_best = best_base.and_then(|b| {
-        against
-            .iter()
-            .find(|(c, _)| c.parent == b.parent)
-            .map(|(_, cmp)| cmp)
-    });
-    let _ = writeln!(md, "\n{}", sentence(best, best_base.zip(against_best)));
+    let _ = writeln!(md, "\n{}", confirmation.sentence().unwrap_or_default());
     md
 }
 
@@ -179,7 +210,7 @@ fn sentence(
 }
 
 /// `confirmed.csv`: one row per confirmed design, in ranking order.
-pub(crate) fn confirmed_csv(trials: &[TrialRow]) -> Result<Vec<u8>, Rendering> {
+pub(crate) fn confirmed_csv(all: &[Confirmed]) -> Result<Vec<u8>, Rendering> {
     let header = [
         "rank",
         "design",
@@ -196,7 +227,7 @@ pub(crate) fn confirmed_csv(trials: &[TrialRow]) -> Result<Vec<u8>, Rendering> {
         "dev_by_seed",
     ];
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let rows = confirmed(trials)
+    let rows = all
         .iter()
         .enumerate()
         .map(|(i, c)| {

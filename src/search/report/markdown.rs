@@ -1,9 +1,9 @@
 //! `pareto.md`: the study in numbers, the front and the baselines as Markdown tables (dev and test
 //! accuracy), the dev verdict, the confirmation section and the hypervolume history.
 
+use super::confirmed::{self, Confirmation};
 use super::{
-    confirmed, design_in_words, objectives, over, percent, test_cell, Front, ReportContext,
-    REFERENCE_ACCURACY,
+    design_in_words, objectives, over, percent, test_cell, Front, ReportContext, REFERENCE_ACCURACY,
 };
 use crate::report::group;
 use crate::search::store::{state_str, TrialKind, TrialRow};
@@ -19,6 +19,7 @@ pub(crate) fn markdown(
     trials: &[TrialRow],
     front: &Front,
     history: &[(usize, f64)],
+    confirmation: &Confirmation,
 ) -> String {
     let budget_pct = 100.0 * ctx.budget_params as f64 / ctx.backbone_params.max(1) as f64;
     let mut md = format!(
@@ -118,7 +119,7 @@ pub(crate) fn markdown(
         );
     }
     let _ = writeln!(md, "\n{}\n", verdict(ctx, front, &baselines));
-    let _ = writeln!(md, "{}", confirmed::section(ctx, trials));
+    let _ = writeln!(md, "{}", confirmed::section(ctx, confirmation));
     let _ = writeln!(
         md,
         "## Hypervolume over trials\n\nArea dominated by the front at {} steps, reference point accuracy \

@@ -1,23 +1,27 @@
-//! Search reports from a study's trials: the Pareto front and the baselines (Markdown, CSV, SVG),
-//! hypervolume over trials, and the front as a terminal table.
+//! Search reports from a study's trials: the Pareto front and the baselines (Markdown, CSV, SVG,
+//! an interactive HTML page), hypervolume over trials, and the front as a terminal table.
 //!
 //! This module owns the front, the hypervolume history, the terminal table and [`write_reports`];
-//! `markdown` renders `pareto.md`, `csv_files` the front and trial CSV files and `confirmed` the
-//! confirmation section and `confirmed.csv` (the SVGs come from `plot`).
+//! `markdown` renders `pareto.md`, `csv_files` the front and trial CSV files, `confirmed` the
+//! confirmation section and `confirmed.csv`, `html` and `page_data` `index.html` (the SVGs come
+//! from `plot`).
 
 mod confirmed;
 mod csv_files;
+mod html;
 mod markdown;
+mod page_data;
 
 pub use markdown::verdict;
+pub use page_data::export_args;
 
-use super::confirm::test_accuracy;
+use super::confirm::{confirmed as confirmed_designs, test_accuracy};
 use super::pareto::{hypervolume, pareto_front, Point};
 use super::store::{TrialKind, TrialRow};
 use super::{plot, TrialState};
 use crate::report::group;
 use crate::spec::Design;
-use confirmed::confirmed_csv;
+use confirmed::{confirmed_csv, Confirmation};
 use csv_files::{front_csv, trials_csv};
 use markdown::markdown;
 use std::fmt::Write as _;
@@ -46,6 +50,9 @@ pub struct ReportContext {
     pub sampler: String,
     /// Free-form lines added under the header (protocol details, caveats).
     pub notes: Vec<String>,
+    /// What `pets export` needs besides `--study` and `--trial` to find this study's store and
+    /// run folders (`--storage`, `--trials-dir`; empty for the defaults): see [`export_args`].
+    pub export_args: Vec<String>,
 }
 
 #[derive(Debug, Error)]
@@ -59,6 +66,12 @@ pub enum ReportError {
     Csv { path: String, source: csv::Error },
     #[error("drawing {path}: {message}")]
     Plot { path: String, message: String },
+    /// The HTML page's data could not be serialised.
+    #[error("writing the data of {path}: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
 }
 
 /// The comparable front: complete search trials at the highest fidelity reached, sorted by
@@ -208,8 +221,9 @@ fn over(t: &TrialRow, budget: usize) -> &'static str {
     }
 }
 
-/// Writes `pareto.md`, `pareto.csv`, `trials.csv`, `confirmed.csv`, `pareto.svg` and `hypervolume.svg` into `dir`,
-/// each atomically (a crash leaves the previous version, never half a file). Returns the paths.
+/// Writes `pareto.md`, `pareto.csv`, `trials.csv`, `confirmed.csv`, `pareto.svg`, `hypervolume.svg`
+/// and `index.html` into `dir`, each atomically (a crash leaves the previous version, never half a
+/// file). Returns the paths.
 pub fn write_reports(
     dir: &Path,
     ctx: &ReportContext,
@@ -222,14 +236,16 @@ pub fn write_reports(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let front = front(trials);
     let history = hypervolume_history(trials, ctx.budget_params);
+    let all = confirmed_designs(trials);
+    let confirmation = Confirmation::of(&all);
     let files = [
         (
             "pareto.md",
-            Ok(markdown(ctx, trials, &front, &history).into_bytes()),
+            Ok(markdown(ctx, trials, &front, &history, &confirmation).into_bytes()),
         ),
         ("pareto.csv", front_csv(ctx, &front)),
         ("trials.csv", trials_csv(ctx, trials)),
-        ("confirmed.csv", confirmed_csv(trials)),
+        ("confirmed.csv", confirmed_csv(&all)),
         (
             "pareto.svg",
             plot::pareto_svg(ctx, trials, &front).map(String::into_bytes),
@@ -237,6 +253,10 @@ pub fn write_reports(
         (
             "hypervolume.svg",
             plot::hypervolume_svg(ctx, &history).map(String::into_bytes),
+        ),
+        (
+            "index.html",
+            html::index_html(ctx, trials, &front, &history, &confirmation).map(String::into_bytes),
         ),
     ];
     let mut written = Vec::new();
@@ -250,6 +270,10 @@ pub fn write_reports(
             Rendering::Plot(message) => ReportError::Plot {
                 path: path.display().to_string(),
                 message,
+            },
+            Rendering::Json(source) => ReportError::Json {
+                path: path.display().to_string(),
+                source,
             },
         })?;
         // Same folder, so the rename is atomic; fsync first so the rename never exposes an empty file.
@@ -270,6 +294,7 @@ pub fn write_reports(
 pub(crate) enum Rendering {
     Csv(csv::Error),
     Plot(String),
+    Json(serde_json::Error),
 }
 
 #[cfg(test)]
@@ -286,6 +311,7 @@ mod tests {
             command: "pets search".into(),
             sampler: "random".into(),
             notes: vec![],
+            export_args: vec![],
         }
     }
 
@@ -293,7 +319,7 @@ mod tests {
     fn a_study_without_trials_still_reports() {
         let dir = std::env::temp_dir().join(format!("pets-empty-report-{}", std::process::id()));
         let written = write_reports(&dir, &ctx(), &[]).expect("reports of an empty study");
-        assert_eq!(written.len(), 6);
+        assert_eq!(written.len(), 7);
         let md = std::fs::read_to_string(dir.join("pareto.md")).unwrap();
         assert!(
             md.contains("No searched design within the budget of 0 parameters has completed yet.")
