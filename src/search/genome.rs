@@ -344,7 +344,7 @@ fn fit(o: &ModuleOption, shape: &BackboneShape) -> FitOption {
             let form = o.form.form(0, 1);
             let step = set
                 .iter()
-                .map(|site| form.method().width_step(*site, &shape).max(1))
+                .map(|site| form.method().width_step(*site, shape).max(1))
                 .max()
                 .unwrap_or(1);
             WidthDomain::new(&o.width, shape.hidden, step)
