@@ -3,11 +3,11 @@
 //! how fragile it is ([`noise`]: accuracy under Gaussian noise on the module tensors); and how
 //! much its initialisation matters ([`init`]: the design retrained over a sweep of init stds).
 
-pub mod cli;
 pub mod init;
 mod init_report;
 pub mod layers;
 pub mod noise;
+pub mod subject;
 
 pub use layers::{layer_ablation, LayerAblation};
 pub use noise::{noise_sweep, NoiseSweep};

@@ -74,9 +74,9 @@ impl PreparedStudy {
         for (name, preset) in presets {
             match fit_to_budget(&preset, &shape, budget_params) {
                 Some(design) => baselines.push((name, design)),
-                None => eprintln!(
+                None => crate::progress::note(&format!(
                     "baseline {name}: no width fits the budget of {budget_params} parameters; skipped"
-                ),
+                )),
             }
         }
         let mut protocol = serde_json::to_value(Protocol::of(run)).unwrap_or_default();
