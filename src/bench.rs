@@ -38,7 +38,7 @@ pub const CANDLE_VERSION: &str = "0.11.1";
 
 #[derive(Debug, Error)]
 pub enum BenchError {
-    #[error("cannot start the reference `{python} {script}`: {source}. Run scripts/bench-setup.sh, or pass --python with an interpreter that has torch")]
+    #[error("cannot start the reference `{python} {script}`: {source}. Run scripts/bench-setup.sh, or give an interpreter that has torch")]
     Spawn {
         python: String,
         script: String,

@@ -18,6 +18,7 @@ pub mod graph;
 pub mod model;
 pub mod params;
 pub mod predict;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod science;

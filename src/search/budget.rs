@@ -105,7 +105,7 @@ mod tests {
             let err = text.parse::<Budget>().unwrap_err().to_string();
             assert_eq!(
                 err,
-                format!("--budget {text}: expected a percentage like 0.5% or a count like 120k"),
+                format!("budget {text}: expected a percentage like 0.5% or a count like 120k"),
             );
         }
     }

@@ -36,15 +36,15 @@ impl PreparedStudy {
         cache: &crate::assets::Cache,
     ) -> crate::Result<PreparedStudy> {
         s.check()?;
-        for (flag, value) in [
-            ("--epochs", Some(run.train.epochs)),
-            ("--max-steps", run.train.max_steps),
+        for (setting, value) in [
+            ("epochs", Some(run.train.epochs)),
+            ("max_steps", run.train.max_steps),
         ] {
             if value == Some(0) {
                 let expected = "expected at least 1".to_string();
                 let value = "0".to_string();
                 return Err(SearchError::Setting {
-                    flag,
+                    setting,
                     value,
                     expected,
                 }

@@ -43,23 +43,23 @@ pub struct SearchSettings {
 }
 
 impl SearchSettings {
-    /// Refuses `--eta`, `--rungs`, `--initial`, `--population`, `--trials`, `--confirm-top`,
-    /// `--confirm-seeds` and `--jobs` outside the ranges a search can run with, naming the flag.
+    /// Refuses `eta`, `rungs`, `initial`, `population`, `trials`, `confirm_top`,
+    /// `confirm_seeds` and `jobs` outside the ranges a search can run with, naming the setting.
     pub fn check(&self) -> Result<(), SearchError> {
         let ranges = [
-            ("--eta", self.eta, 2, 10),
-            ("--rungs", self.rungs, 1, 8),
-            ("--initial", self.initial, 1, 100_000),
-            ("--population", self.population, 1, 10_000),
-            ("--trials", self.trials.unwrap_or(1), 1, 1_000_000),
-            ("--confirm-top", self.confirm_top, 0, 100),
-            ("--confirm-seeds", self.confirm_seeds, 1, 100),
-            ("--jobs", self.jobs, 1, 256),
+            ("eta", self.eta, 2, 10),
+            ("rungs", self.rungs, 1, 8),
+            ("initial", self.initial, 1, 100_000),
+            ("population", self.population, 1, 10_000),
+            ("trials", self.trials.unwrap_or(1), 1, 1_000_000),
+            ("confirm_top", self.confirm_top, 0, 100),
+            ("confirm_seeds", self.confirm_seeds, 1, 100),
+            ("jobs", self.jobs, 1, 256),
         ];
-        for (flag, value, low, high) in ranges {
+        for (setting, value, low, high) in ranges {
             if !(low..=high).contains(&value) {
                 return Err(SearchError::Setting {
-                    flag,
+                    setting,
                     value: value.to_string(),
                     expected: format!("expected {low} to {high}"),
                 });
@@ -80,14 +80,11 @@ impl SearchSettings {
             .checked_pow(self.rungs.saturating_sub(1) as u32)
             .unwrap_or(usize::MAX);
         if divisor > full_steps {
-            return Err(SearchError::Setting {
-                flag: "--rungs",
-                value: self.rungs.to_string(),
-                expected: format!(
-                    "with --eta {} the cheapest rung would train 1/{divisor} of the {full_steps} \
-                     full-fidelity steps, less than one; use fewer rungs, a smaller --eta or more steps",
-                    self.eta
-                ),
+            return Err(SearchError::TooManyRungs {
+                rungs: self.rungs,
+                eta: self.eta,
+                divisor,
+                full_steps,
             });
         }
         Ok(())
@@ -240,15 +237,11 @@ pub fn rerender(
     let id = store.study_id(study)?;
     let trials = store.trials(id)?;
     let settings = store.settings(id)?;
-    let missing = |flag: &str| {
+    let missing = |setting: &'static str| {
         crate::Error::from(SearchError::Setting {
-            flag: if flag == "budget" {
-                "--budget"
-            } else {
-                "--model"
-            },
+            setting,
             value: "(not given)".into(),
-            expected: format!("study {study} stores no {flag}; pass it"),
+            expected: format!("study {study} stores no {setting}; pass it"),
         })
     };
     let searched_at = stored_text(&settings, "/search/budget");
