@@ -150,7 +150,7 @@ pub fn run_sweep(
             &args.runs,
             args.jobs,
             threads,
-            &args.device,
+            args.device,
             args.max_steps,
         )?;
         summary = run_all(&jobs(&list, &args.runs, &child), &options);
@@ -216,7 +216,7 @@ mod tests {
             seeds: 2,
             epochs: 1,
             jobs: 1,
-            device: "cpu".into(),
+            device: crate::device::DeviceKind::Cpu,
             max_steps: None,
             runs: PathBuf::from("runs"),
             reports: PathBuf::from("reports"),

@@ -7,6 +7,7 @@ use super::{layer_ablation, noise_sweep, AnalyseError};
 use crate::assets::Cache;
 use crate::batch::TokenizedSplit;
 use crate::data::{self, SplitOptions, TaskSource};
+use crate::device::DeviceKind;
 use crate::export::load::{build_trained, load_adapter};
 use crate::export::AdapterSource;
 use crate::model::AdaptedModel;
@@ -100,7 +101,7 @@ pub struct InitOptions {
     /// Runs trained at once, as `pets train` child processes.
     pub jobs: usize,
     /// The device of every run.
-    pub device: String,
+    pub device: DeviceKind,
     /// Cut every run to this many optimizer steps (smoke tests; kept in folders of their own,
     /// never reused by a full sweep).
     pub max_steps: Option<usize>,

@@ -45,7 +45,7 @@ pub fn analyse(cache: &Cache, what: AnalyseCommand, threads: Option<usize>) -> R
                 seeds: args.seeds,
                 epochs: args.epochs,
                 jobs: args.jobs,
-                device: args.device,
+                device: super::run_args::device_kind(&args.device)?,
                 max_steps: args.max_steps,
                 runs: args.runs,
                 reports: args.reports,

@@ -153,7 +153,8 @@ pub fn run(cli: Cli) -> Result<()> {
             budget,
         } => {
             let shape = train::model_config(&cache, &model)?.shape();
-            validate::run(&design, &shape, classes, budget.as_deref())
+            let budget = budget.as_deref().map(str::parse).transpose()?;
+            validate::run(&design, &shape, classes, budget)
         }
         Command::Graph { design, model, dot } => train::graph(&cache, &design, &model, dot),
         Command::Train { design, run, out } => train::train(&cache, &design, &run, out),

@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use pets::data::{SplitOptions, TaskSource, TestSplit};
+use pets::device::DeviceKind;
 use pets::run::RunSettings;
 use pets::train::TrainConfig;
 use std::path::PathBuf;
@@ -123,10 +124,17 @@ pub fn check_lr(lr: Option<f64>) -> Result<()> {
     }
 }
 
-/// Opens `--device`.
-pub fn device(name: &str) -> Result<candle_core::Device> {
-    match pets::run::open_device(name).context("opening the CUDA device")? {
-        Some(device) => Ok(device),
-        None => bail!("--device {name}: expected cpu or cuda"),
+/// Parses `--device`.
+pub fn device_kind(name: &str) -> Result<DeviceKind> {
+    match name.parse() {
+        Ok(kind) => Ok(kind),
+        Err(_) => bail!("--device {name}: expected cpu or cuda"),
     }
+}
+
+/// Parses and opens `--device`.
+pub fn device(name: &str) -> Result<candle_core::Device> {
+    device_kind(name)?
+        .open()
+        .context("opening the CUDA device")
 }

@@ -65,7 +65,7 @@ pub fn unified(cache: &Cache, args: &UnifiedArgs, threads: Option<usize>) -> Res
         jobs: args.jobs,
         sections: args.sections.clone(),
         report_only: args.report_only,
-        device: args.device.clone(),
+        device: super::run_args::device_kind(&args.device)?,
         max_steps: args.max_steps,
         command: super::command_line(),
     };

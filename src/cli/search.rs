@@ -145,11 +145,12 @@ pub fn worker(cache: &Cache, search: SearchArgs, run: &RunArgs, worker: WorkerAr
 
 /// `pets report`: re-renders the study's reports and prints their paths.
 pub fn report(cache: &Cache, args: &ReportArgs) -> Result<()> {
+    let budget = args.budget.as_deref().map(str::parse).transpose()?;
     let files = pets::search::study::rerender(
         &args.storage,
         &args.study,
         &args.reports,
-        args.budget.as_deref(),
+        budget,
         args.model.as_deref(),
         cache,
     )?;
@@ -176,8 +177,8 @@ fn search_settings(search: SearchArgs) -> Result<SearchSettings> {
             .or(space_stem)
             .unwrap_or_else(|| "study".into()),
         space: search.space,
-        budget: search.budget,
-        sampler: search.sampler,
+        budget: search.budget.parse()?,
+        sampler: search.sampler.parse()?,
         seed: search.search_seed,
         initial: search.initial,
         population: search.population,

@@ -5,6 +5,7 @@ use super::plan::Entry;
 use super::ScienceError;
 use crate::assets::Cache;
 use crate::data::{SplitOptions, TaskSource};
+use crate::device::DeviceKind;
 use crate::progress::note;
 use crate::run::{finished_run, RunFingerprint, RunInputs, RunMetrics, RunSettings};
 use crate::train::TrainConfig;
@@ -31,7 +32,7 @@ pub struct RunnerOptions {
 }
 
 impl RunnerOptions {
-    /// Children of the running binary on `device` (`cpu`, `cuda`), `jobs` at a time, each with
+    /// Children of the running binary on `device`, `jobs` at a time, each with
     /// `threads` CPU threads (default: the cores split between the jobs), every run cut to
     /// `max_steps` when given.
     pub fn children(
@@ -39,7 +40,7 @@ impl RunnerOptions {
         runs: &Path,
         jobs: usize,
         threads: Option<usize>,
-        device: &str,
+        device: DeviceKind,
         max_steps: Option<usize>,
     ) -> Result<RunnerOptions, ScienceError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

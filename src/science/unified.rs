@@ -6,6 +6,7 @@ use super::report;
 use super::runner::{jobs, run_all, ChildRuns, RunnerOptions};
 use crate::assets::Cache;
 use crate::backbone::config::BertConfig;
+use crate::device::DeviceKind;
 use std::path::PathBuf;
 
 /// What the study runs and where its runs and reports go.
@@ -24,7 +25,7 @@ pub struct UnifiedOptions {
     /// Train nothing: write the report from the runs already finished.
     pub report_only: bool,
     /// The device of every run.
-    pub device: String,
+    pub device: DeviceKind,
     /// Cut every run to this many optimizer steps (smoke tests; such runs are not reused by a
     /// full study, whose epochs differ).
     pub max_steps: Option<usize>,
@@ -73,7 +74,7 @@ pub fn run_unified(
             &args.runs,
             args.jobs,
             threads,
-            &args.device,
+            args.device,
             args.max_steps,
         )?;
         summary = run_all(&jobs(&chosen, &args.runs, &child), &options);

@@ -53,5 +53,5 @@ pub mod worker;
 pub use budget::Budget;
 pub use canonical::canonical;
 pub use error::SearchError;
-pub use sampler::{sampler_by_name, ProposalContext, Sampler};
+pub use sampler::{sampler_by_name, ProposalContext, Sampler, SamplerKind};
 pub use space::SearchSpace;

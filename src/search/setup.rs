@@ -9,7 +9,7 @@ use super::plan::StudyPlan;
 use super::report::ReportContext;
 use super::sampler::check_feasible;
 use super::study::{fit_to_budget, settings_fingerprint, Protocol, SearchSettings, DETERMINISM};
-use super::{sampler_by_name, Budget, SearchError, SearchSpace};
+use super::{SearchError, SearchSpace};
 use crate::backbone::config::{BackboneShape, BertConfig};
 use crate::run::{PreparedTask, RunSettings};
 use crate::spec::Design;
@@ -52,8 +52,7 @@ impl PreparedStudy {
             }
         }
         let space = SearchSpace::from_file(&s.space)?;
-        let budget: Budget = s.budget.parse()?;
-        sampler_by_name(&s.sampler, s.seed, s.population)?;
+        let budget = s.budget;
         let presets = s
             .baselines
             .iter()
@@ -129,7 +128,7 @@ impl PreparedStudy {
             budget_params,
             backbone_params: shape.backbone_params(),
             command: s.command.clone(),
-            sampler: s.sampler.clone(),
+            sampler: s.sampler.to_string(),
             notes: vec![
                 format!(
                     "Protocol: {} train / {} dev, max length {}, batch {}, full fidelity {} epochs{} ({} steps).",
@@ -170,7 +169,7 @@ impl PreparedStudy {
             layout: layout(s),
             limits: s.limits(),
             baselines: self.baselines.clone(),
-            sampler: s.sampler.clone(),
+            sampler: s.sampler,
             search_seed: s.seed,
             population: s.population,
             train_seed: run.train.seed,

@@ -4,7 +4,7 @@
 
 use super::limits::Limits;
 use super::report::{write_reports, ReportContext};
-use super::{Budget, SearchError};
+use super::{Budget, SamplerKind, SearchError};
 use crate::backbone::config::BackboneShape;
 use crate::params::design_cost;
 use crate::run::RunSettings;
@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 pub struct SearchSettings {
     pub study: String,
     pub space: PathBuf,
-    pub budget: String,
-    pub sampler: String,
+    /// The most trainable parameters (head excluded) a searched design may have.
+    pub budget: Budget,
+    pub sampler: SamplerKind,
     pub seed: u64,
     /// Designs of the first generation (drawn at random).
     pub initial: usize,
@@ -209,7 +210,7 @@ pub fn trial_folder_in(trials_dir: &Path, study: &str, number: usize) -> PathBuf
 /// The search settings stored with a study: every process working on it must share them.
 pub(crate) fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
     serde_json::json!({
-        "space": s.space, "budget": s.budget, "sampler": s.sampler, "seed": s.seed,
+        "space": s.space, "budget": s.budget.to_string(), "sampler": s.sampler.name(), "seed": s.seed,
         "initial": s.initial, "population": s.population, "eta": s.eta, "rungs": s.rungs,
         "baselines": s.baselines, "trials": s.limits().trials,
         "timeout_seconds": s.timeout.map(|t| t.as_secs_f64()),
@@ -229,7 +230,7 @@ pub fn rerender(
     storage: &str,
     study: &str,
     reports: &Path,
-    budget: Option<&str>,
+    budget: Option<Budget>,
     model: Option<&str>,
     cache: &crate::assets::Cache,
 ) -> crate::Result<Vec<PathBuf>> {
@@ -245,13 +246,13 @@ pub fn rerender(
         })
     };
     let searched_at = stored_text(&settings, "/search/budget");
-    let budget_text = budget.or(searched_at).ok_or_else(|| missing("budget"))?;
+    let stored: Option<Budget> = searched_at.map(str::parse).transpose()?;
+    let parsed = budget.or(stored).ok_or_else(|| missing("budget"))?;
     let model = model
         .or(stored_text(&settings, "/model"))
         .ok_or_else(|| missing("model"))?;
     let dir = cache.model_dir(model)?;
     let shape = crate::backbone::config::BertConfig::from_file(&dir.join("config.json"))?.shape();
-    let parsed: Budget = budget_text.parse()?;
     let protocol: Option<Protocol> = serde_json::from_value(settings.clone()).ok();
     let mut notes = vec!["Re-rendered from the study store.".to_string()];
     if let Some(p) = &protocol {
@@ -264,9 +265,9 @@ pub fn rerender(
                 .map_or(String::new(), |n| format!(" cut to --max-steps {n}"))
         ));
     }
-    if let Some(at) = searched_at.filter(|at| *at != budget_text) {
+    if let (Some(at), Some(given)) = (searched_at, budget.filter(|b| Some(*b) != stored)) {
         notes.push(format!(
-            "Compared at --budget {budget_text}; the study searched at {at}."
+            "Compared at --budget {given}; the study searched at {at}."
         ));
     }
     let task = match (
