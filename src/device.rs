@@ -20,6 +20,7 @@ pub enum DeviceKind {
 #[derive(Debug, Error)]
 #[error("device {name}: expected cpu or cuda")]
 pub struct UnknownDevice {
+    /// The name as given.
     pub name: String,
 }
 

@@ -29,6 +29,7 @@ pub enum OutputFormat {
 pub struct Input {
     /// The text's line in its file (1-based), for errors and output.
     pub line: Option<u64>,
+    /// The text to classify.
     pub text: String,
     /// The text's label as written in the file.
     pub gold: Option<String>,
@@ -39,15 +40,19 @@ pub struct Input {
 pub struct Prediction {
     /// Index into the adapter's label names.
     pub label: usize,
+    /// Softmax of the logits, per label.
     pub probabilities: Vec<f32>,
+    /// The head's outputs, per label.
     pub logits: Vec<f32>,
 }
 
 /// The share of labelled inputs classified correctly.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Accuracy {
+    /// `correct / count`, as training computes it.
     pub accuracy: f64,
     pub correct: usize,
+    /// Labelled inputs evaluated.
     pub count: usize,
 }
 

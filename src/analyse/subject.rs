@@ -21,6 +21,7 @@ use std::path::PathBuf;
 pub struct LayersOptions {
     /// What was trained: a run folder or an exported adapter.
     pub trained: Trained,
+    /// The task it was trained on (its dev split is evaluated).
     pub task: TaskOptions,
     /// The folder the reports are written to.
     pub reports: PathBuf,
@@ -78,6 +79,7 @@ impl TaskOptions {
 /// The noise sweep: what is analysed, and the noise.
 #[derive(Debug, Clone)]
 pub struct NoiseOptions {
+    /// What is analysed, and where the reports go.
     pub source: LayersOptions,
     /// Standard deviations of the added noise.
     pub sigmas: Vec<f64>,
@@ -90,6 +92,7 @@ pub struct NoiseOptions {
 pub struct InitOptions {
     /// The design (RON) whose modules' initialisation is swept.
     pub design: PathBuf,
+    /// The task every run trains on.
     pub task: TaskOptions,
     /// A known model name or an HF-style folder.
     pub model: String,
@@ -97,6 +100,7 @@ pub struct InitOptions {
     pub stds: Vec<f64>,
     /// Seeds per std (0, 1, …).
     pub seeds: u64,
+    /// Training epochs of every run.
     pub epochs: usize,
     /// Runs trained at once, as `pets train` child processes.
     pub jobs: usize,

@@ -73,6 +73,7 @@ pub enum ExportError {
     /// Merging and the PEFT layout were both asked for.
     #[error("a merged export writes a full model, the PEFT layout only the LoRA tensors: pick one")]
     MergeAndPeft,
+    /// The study has no trial of that number.
     #[error("study {study} has no trial {trial}")]
     NoTrial { study: String, trial: usize },
     /// The trial's run folder has no tensors (a failed or pruned trial): only retraining helps.
@@ -82,6 +83,7 @@ pub enum ExportError {
         trial: usize,
         folder: String,
     },
+    /// The training protocol stored with the study does not parse (a store of another pets).
     #[error("study {study}: its stored protocol is unreadable: {message}")]
     Protocol { study: String, message: String },
     #[error(

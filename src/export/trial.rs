@@ -12,6 +12,7 @@ use std::path::PathBuf;
 pub struct StudyTrial {
     /// The study store: a SQLite path or a `postgres://` URL.
     pub storage: String,
+    /// The study's name.
     pub study: String,
     /// The trial's number (as in the study's `trials.csv`).
     pub trial: usize,
