@@ -129,7 +129,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             });
         }
     }
-    if let Some(best) = history.iter().max_by(|a, b| a.accuracy.total_cmp(&b.accuracy)) {
+    if let Some(best) = history
+        .iter()
+        .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy))
+    {
         println!(
             "best by the objective: {} ({:.3}, {} parameters)",
             best.design.name, best.accuracy, best.params

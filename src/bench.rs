@@ -218,7 +218,10 @@ fn bench_design(
     s: &BenchSettings,
 ) -> crate::Result<BenchRow> {
     let name = pets.model.design.name.clone();
-    crate::progress::note(&format!("{name}: checking losses over {} steps", s.check_steps));
+    crate::progress::note(&format!(
+        "{name}: checking losses over {} steps",
+        s.check_steps
+    ));
     let (losses, logits_max_diff) = check(&mut pets, &mut reference, s.check_steps)?;
     let (mut forward, mut train) = (Side::<Vec<f64>>::default(), Side::<Vec<f64>>::default());
     for round in 0..=s.rounds {

@@ -6,11 +6,11 @@ use super::subject::InitOptions;
 use super::AnalyseError;
 use crate::assets::Cache;
 use crate::run::RunMetrics;
-use crate::science::unified::RunsOutcome;
 use crate::science::plan::Entry;
 use crate::science::report::collect;
 use crate::science::runner::{jobs, run_all, ChildRuns, RunSummary, RunnerOptions};
 use crate::science::stats::Spread;
+use crate::science::unified::RunsOutcome;
 use crate::spec::{Design, Form, Init, Module};
 
 /// One point of the sweep: a std (or the design's own init) and the seeds that finished.

@@ -3,8 +3,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use pets::analyse::subject::{
-    run_init, run_layers, run_noise, InitOptions, LayersOptions, NoiseOptions, TaskOptions,
-    Trained,
+    run_init, run_layers, run_noise, InitOptions, LayersOptions, NoiseOptions, TaskOptions, Trained,
 };
 use pets::assets::Cache;
 use std::path::PathBuf;
@@ -84,7 +83,6 @@ impl TaskArgs {
         }
     }
 }
-
 
 /// Which trained design is analysed, on which task, and where the reports go.
 #[derive(Args, Debug, Clone)]

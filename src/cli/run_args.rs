@@ -134,7 +134,5 @@ pub fn device_kind(name: &str) -> Result<DeviceKind> {
 
 /// Parses and opens `--device`.
 pub fn device(name: &str) -> Result<candle_core::Device> {
-    device_kind(name)?
-        .open()
-        .context("opening the CUDA device")
+    device_kind(name)?.open().context("opening the CUDA device")
 }

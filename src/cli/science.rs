@@ -38,7 +38,6 @@ pub struct UnifiedArgs {
     pub max_steps: Option<usize>,
 }
 
-
 /// `pets baselines`: which presets, under which protocol, reported where.
 #[derive(Args, Clone)]
 pub struct BaselinesArgs {

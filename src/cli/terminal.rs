@@ -105,8 +105,7 @@ impl Observer for Terminal {
                 }
             }
             Event::Ended {
-                task: Task::Trials,
-                ..
+                task: Task::Trials, ..
             } => {
                 if let Some(bar) = bars.trials.take() {
                     bar.finish_and_clear();

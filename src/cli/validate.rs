@@ -24,10 +24,7 @@ pub fn run(
         path: origin.clone(),
         source,
     })?;
-    let limit = match budget {
-        Some(b) => Some((b, b.limit(shape.backbone_params()))),
-        None => None,
-    };
+    let limit = budget.map(|b| (b, b.limit(shape.backbone_params())));
     if ron_type_name(&text) == Some("SearchSpace") {
         let space = SearchSpace::from_ron(&text, &origin)?;
         let bounds = SpaceBounds::of(&space, *shape)?;

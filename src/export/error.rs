@@ -71,7 +71,9 @@ pub enum ExportError {
     #[error("{out} exists and is not empty; export with `force` to replace it")]
     OutputExists { out: String },
     /// Merging and the PEFT layout were both asked for.
-    #[error("a merged export writes a full model, the PEFT layout only the LoRA tensors: pick one")]
+    #[error(
+        "a merged export writes a full model, the PEFT layout only the LoRA tensors: pick one"
+    )]
     MergeAndPeft,
     /// The study has no trial of that number.
     #[error("study {study} has no trial {trial}")]

@@ -13,8 +13,8 @@ use super::store::{Claim, StoreError, StudyId, StudyStore, TrialEnd, TrialId, Tr
 use super::study::trial_folder_in;
 use super::worker::WorkerSettings;
 use super::{SearchError, TrialState};
-use crate::run::{bind_thread, train_design, RunMetrics, RunSettings};
 use crate::progress::{emit, note, Event, Task};
+use crate::run::{bind_thread, train_design, RunMetrics, RunSettings};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
