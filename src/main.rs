@@ -41,10 +41,7 @@ fn main() {
     // The first and only observer of this process: it cannot already be set.
     let _ = pets::progress::set_observer(Box::new(cli::terminal::Terminal::default()));
     if let Err(err) = cli::run(args) {
-        eprintln!("error: {}", cli::hints::describe(&err));
-        for cause in err.chain().skip(1) {
-            eprintln!("  caused by: {}", cli::hints::describe_cause(cause));
-        }
+        cli::hints::print(&err);
         std::process::exit(1);
     }
 }

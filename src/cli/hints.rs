@@ -7,13 +7,16 @@ use pets::export::ExportError;
 use pets::search::SearchError;
 use std::error::Error;
 
-/// The error's text, naming flags where the library names settings.
-pub fn describe(err: &anyhow::Error) -> String {
-    describe_cause(err.as_ref())
+/// Prints the error and its causes on stderr, naming flags where the library names settings.
+pub fn print(err: &anyhow::Error) {
+    eprintln!("error: {}", describe(err.as_ref()));
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {}", describe(cause));
+    }
 }
 
-/// [`describe`] for one error of a chain.
-pub fn describe_cause(err: &(dyn Error + 'static)) -> String {
+/// One error of a chain in the command line's words.
+fn describe(err: &(dyn Error + 'static)) -> String {
     flagged(err).unwrap_or_else(|| err.to_string())
 }
 
