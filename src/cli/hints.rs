@@ -128,3 +128,43 @@ fn bench(e: &BenchError) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(err: impl Into<pets::Error>) -> String {
+        let err: anyhow::Error = err.into().into();
+        describe(err.as_ref())
+    }
+
+    #[test]
+    fn settings_are_named_by_their_flags() {
+        let setting = SearchError::Setting {
+            setting: "max_steps",
+            value: "0".into(),
+            expected: "expected at least 1".into(),
+        };
+        assert_eq!(setting.to_string(), "max_steps 0: expected at least 1");
+        assert_eq!(text(setting), "--max-steps 0: expected at least 1");
+        let budget = SearchError::Budget {
+            input: "half".into(),
+        };
+        assert!(text(budget).starts_with("--budget half: expected"));
+        let exists = ExportError::OutputExists { out: "x".into() };
+        assert_eq!(
+            text(exists),
+            "x exists and is not empty; pass --force to replace it"
+        );
+    }
+
+    #[test]
+    fn other_errors_keep_the_library_text() {
+        let exhausted = SearchError::Exhausted {
+            space: "s".into(),
+            attempts: 3,
+        };
+        let library = exhausted.to_string();
+        assert_eq!(text(exhausted), library);
+    }
+}
