@@ -41,6 +41,7 @@ pub struct Evaluated {
 }
 
 pub mod plot;
+pub mod registry;
 pub mod report;
 pub mod sampler;
 pub mod setup;
@@ -53,5 +54,6 @@ pub mod worker;
 pub use budget::Budget;
 pub use canonical::canonical;
 pub use error::SearchError;
-pub use sampler::{sampler_by_name, ProposalContext, Sampler, SamplerKind};
+pub use registry::{sampler_by_name, SamplerKind};
+pub use sampler::{ProposalContext, Sampler};
 pub use space::SearchSpace;
