@@ -38,7 +38,7 @@ pub const CANDLE_VERSION: &str = "0.11.1";
 
 #[derive(Debug, Error)]
 pub enum BenchError {
-    #[error("cannot start the reference `{python} {script}`: {source}. Run scripts/bench-setup.sh, or pass --python with an interpreter that has torch")]
+    #[error("cannot start the reference `{python} {script}`: {source}. Run scripts/bench-setup.sh, or give an interpreter that has torch")]
     Spawn {
         python: String,
         script: String,
@@ -197,7 +197,7 @@ fn start(
     let plan = make_plan(design, &model, model_dir, s, lr)?;
     let dir = s.work.join(&design.name);
     write_plan(&dir, &plan, &model.store, &batches)?;
-    eprintln!("{}: starting the reference", design.name);
+    crate::progress::note(&format!("{}: starting the reference", design.name));
     let (reference, ready) =
         Reference::spawn(&s.python, &s.script, &dir.join("plan.json"), s.threads)?;
     if ready.trainable != model.store.count() {
@@ -218,11 +218,14 @@ fn bench_design(
     s: &BenchSettings,
 ) -> crate::Result<BenchRow> {
     let name = pets.model.design.name.clone();
-    eprintln!("{name}: checking losses over {} steps", s.check_steps);
+    crate::progress::note(&format!(
+        "{name}: checking losses over {} steps",
+        s.check_steps
+    ));
     let (losses, logits_max_diff) = check(&mut pets, &mut reference, s.check_steps)?;
     let (mut forward, mut train) = (Side::<Vec<f64>>::default(), Side::<Vec<f64>>::default());
     for round in 0..=s.rounds {
-        eprintln!("{name}: round {round}/{} (0 = warm-up)", s.rounds);
+        crate::progress::note(&format!("{name}: round {round}/{} (0 = warm-up)", s.rounds));
         // The order swaps every round, so neither side always runs right after the other.
         let pets_first = round % 2 == 0;
         let mut measured = Side::<[f64; 2]>::default();

@@ -13,10 +13,12 @@ pub mod load;
 pub mod manifest;
 pub mod merge;
 pub mod peft;
+pub mod trial;
 
 pub use error::ExportError;
 pub use load::{load_adapter, LoadedAdapter};
 pub use manifest::{BaseModel, Layout, Manifest, ParamCounts, FORMAT_VERSION};
+pub use trial::{trial_run_folder, StudyTrial};
 
 use crate::assets::Cache;
 use crate::backbone::encoder::Encoder;
@@ -103,8 +105,8 @@ impl AdapterSource {
     }
 }
 
-/// The folder layout `pets export` writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+/// The folder layout an export writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ExportFormat {
     /// pets' own folder: any design.
     #[default]
@@ -113,136 +115,15 @@ pub enum ExportFormat {
     Peft,
 }
 
+/// How [`export`] writes its folder.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExportOptions {
+    /// The layout of the folder.
     pub format: ExportFormat,
     /// Fold LoRA updates into the base weights and write a full model folder.
     pub merge: bool,
     /// Replace a non-empty output folder.
     pub force: bool,
-}
-
-/// `pets export`: turns a run folder into a deployable folder.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ExportArgs {
-    /// Run folder written by `pets train --out` (design.ron, metrics.json, adapter.safetensors).
-    #[arg(long)]
-    pub run: Option<PathBuf>,
-    /// Study to export a trial from (with --trial); its run folder was kept by `pets search`.
-    #[arg(long, requires = "trial", conflicts_with = "run")]
-    pub study: Option<String>,
-    /// Trial number in the study (see reports/<study>/trials.csv).
-    #[arg(long, requires = "study")]
-    pub trial: Option<usize>,
-    /// The study store: a SQLite file, or a PostgreSQL URL as given to `pets search --storage`.
-    #[arg(long, default_value = "studies/pets.sqlite")]
-    pub storage: String,
-    /// Where the study's trial run folders are (`pets search --trials-dir`); default: beside a
-    /// SQLite file, `studies/` for a database.
-    #[arg(long, requires = "study")]
-    pub trials_dir: Option<PathBuf>,
-    /// Retrain the trial's design at the study's full fidelity first (search trials may be
-    /// low-fidelity); the retrained run folder is kept beside the trial's.
-    #[arg(long, requires = "study")]
-    pub retrain: bool,
-    /// Folder to write.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// LoRA-only designs: merge the updates into the weights and write a full model folder.
-    #[arg(long)]
-    pub merge: bool,
-    /// pets (any design) or peft (LoRA-only designs, for Python's peft).
-    #[arg(long, value_enum, default_value_t)]
-    pub format: ExportFormat,
-    /// Replace --out if it exists.
-    #[arg(long)]
-    pub force: bool,
-}
-
-impl ExportArgs {
-    pub fn options(&self) -> ExportOptions {
-        ExportOptions {
-            format: self.format,
-            merge: self.merge,
-            force: self.force,
-        }
-    }
-}
-
-/// Runs `pets export` for a run folder; prints where it wrote to stderr.
-pub fn run_export(args: &ExportArgs, cache: &Cache) -> crate::Result<Manifest> {
-    let run = match (&args.run, &args.study, args.trial) {
-        (Some(run), _, _) => run.clone(),
-        (None, Some(study), Some(trial)) => study_trial_folder(args, study, trial, cache)?,
-        _ => {
-            return Err(ExportError::Usage(
-                "pets export needs --run DIR (a folder from `pets train --out`) or --study NAME --trial N".into(),
-            )
-            .into())
-        }
-    };
-    let source = AdapterSource::from_run(&run)?;
-    let manifest = export(&source, &args.out, &args.options(), cache)?;
-    let what = match manifest.layout {
-        Layout::Adapter => "an adapter folder",
-        Layout::Merged => "a merged model folder",
-        Layout::Peft => "PEFT files",
-    };
-    eprintln!(
-        "exported {} as {what} to {}",
-        manifest.design,
-        args.out.display()
-    );
-    Ok(manifest)
-}
-
-/// The run folder of a study trial, retrained at the study's full fidelity when asked.
-fn study_trial_folder(
-    args: &ExportArgs,
-    study: &str,
-    trial: usize,
-    cache: &Cache,
-) -> crate::Result<PathBuf> {
-    use crate::search::store::Storage;
-    use crate::search::study::{trial_folder_in, Protocol};
-    let storage = Storage::parse(&args.storage)?;
-    let store = storage.open()?;
-    let id = store.study_id(study)?;
-    let row = store
-        .trials(id)?
-        .into_iter()
-        .find(|t| t.number == trial)
-        .ok_or_else(|| ExportError::Usage(format!("study {study} has no trial {trial}")))?;
-    let trials_dir = args
-        .trials_dir
-        .clone()
-        .unwrap_or_else(|| storage.default_trials_dir());
-    let folder = trial_folder_in(&trials_dir, study, trial);
-    if !args.retrain {
-        if !folder.join("adapter.safetensors").exists() {
-            let why = format!(
-                "trial {trial} of study {study} kept no trained tensors ({}); use --retrain",
-                folder.display()
-            );
-            return Err(ExportError::Usage(why).into());
-        }
-        return Ok(folder);
-    }
-    let protocol: Protocol = serde_json::from_value(store.settings(id)?).map_err(|e| {
-        ExportError::Usage(format!(
-            "study {study}: its stored protocol is unreadable: {e}"
-        ))
-    })?;
-    let settings = protocol.settings(candle_core::Device::Cpu);
-    let task = crate::run::PreparedTask::prepare(&settings, cache)?;
-    let out = folder.with_file_name(format!("{trial}-retrained"));
-    eprintln!(
-        "retraining trial {trial} ({}) at full fidelity into {}",
-        row.design.name,
-        out.display()
-    );
-    crate::run::train_design(&row.design, &task, &settings, Some(&out))?;
-    Ok(out)
 }
 
 /// Writes `source` to `out` in the chosen layout. The tensors are first loaded onto the base
@@ -255,8 +136,7 @@ pub fn export(
     cache: &Cache,
 ) -> crate::Result<Manifest> {
     if options.merge && options.format == ExportFormat::Peft {
-        let why = "--merge writes a full model, --format peft only the LoRA tensors: pick one";
-        return Err(ExportError::Usage(why.into()).into());
+        return Err(ExportError::MergeAndPeft.into());
     }
     let base_dir = cache
         .model_dir(&source.base_model)

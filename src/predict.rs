@@ -1,75 +1,58 @@
-//! `pets predict`: classifies texts with an exported folder, in batches, and prints labels with
-//! probabilities and logits (table, TSV or JSON lines), or the accuracy on labelled input.
+//! Classifying texts with an exported folder, in batches: labels with probabilities and logits,
+//! rendered as a table, TSV or JSON lines, or the accuracy on labelled input.
 
-use crate::assets::Cache;
 use crate::batch::{make_batch, plan_batches, BatchPlan, TokenizedSplit};
 use crate::data::{self, DataError};
-use crate::export::{load_adapter, ExportError, LoadedAdapter};
+use crate::export::{ExportError, LoadedAdapter};
 use crate::train::{self, Classifier};
 use candle_core::D;
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::Path;
 
 mod labels;
 
 use labels::{gold_index, label_hint};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+/// How predictions and accuracies are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// A table for reading; long texts are cut.
     #[default]
     Table,
+    /// Tab-separated, one row per text, a probability column per label.
     Tsv,
+    /// One JSON object per line, with the logits.
     Jsonl,
-}
-
-/// `pets predict`: texts from --text, --input or stdin (one per line).
-#[derive(Debug, Clone, clap::Args)]
-pub struct PredictArgs {
-    /// Folder written by `pets export`.
-    #[arg(long)]
-    pub adapter: PathBuf,
-    /// A text to classify (repeatable).
-    #[arg(long)]
-    pub text: Vec<String>,
-    /// A CSV, TSV or JSON-lines file; labels are optional unless --evaluate.
-    #[arg(long, conflicts_with = "text")]
-    pub input: Option<PathBuf>,
-    #[arg(long, default_value = "text")]
-    pub text_column: String,
-    #[arg(long, default_value = "label")]
-    pub label_column: String,
-    #[arg(long, value_enum, default_value_t)]
-    pub format: OutputFormat,
-    /// Print the accuracy on the input's labels instead of the predictions.
-    #[arg(long)]
-    pub evaluate: bool,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// cpu or cuda
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
 }
 
 /// One text to classify; `line` and `gold` come from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
+    /// The text's line in its file (1-based), for errors and output.
     pub line: Option<u64>,
+    /// The text to classify.
     pub text: String,
+    /// The text's label as written in the file.
     pub gold: Option<String>,
 }
 
+/// One text's classification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     /// Index into the adapter's label names.
     pub label: usize,
+    /// Softmax of the logits, per label.
     pub probabilities: Vec<f32>,
+    /// The head's outputs, per label.
     pub logits: Vec<f32>,
 }
 
+/// The share of labelled inputs classified correctly.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Accuracy {
+    /// `correct / count`, as training computes it.
     pub accuracy: f64,
     pub correct: usize,
+    /// Labelled inputs evaluated.
     pub count: usize,
 }
 
@@ -162,115 +145,49 @@ fn argmax(values: &[f32]) -> usize {
     best
 }
 
-/// Runs `pets predict`, printing to stdout.
-pub fn run_predict(args: &PredictArgs, cache: &Cache) -> crate::Result<()> {
-    let stdout = std::io::stdout();
-    let mut lock = stdout.lock();
-    run_predict_to(args, cache, &mut lock)
-}
-
-/// Runs `pets predict`, printing to `out`.
-pub fn run_predict_to(args: &PredictArgs, cache: &Cache, out: &mut dyn Write) -> crate::Result<()> {
-    let Some(device) = crate::run::open_device(&args.device)? else {
-        let other = &args.device;
-        return Err(usage(format!("--device {other}: expected cpu or cuda")));
-    };
-    let (inputs, origin) = read_inputs(args)?;
-    if inputs.is_empty() {
-        return Err(usage(
-            "no texts to classify (use --text, --input or stdin)".into(),
-        ));
-    }
-    let adapter = load_adapter(&args.adapter, cache, &device)?;
-    let write_err = |e: std::io::Error| crate::Error::Io {
-        context: "writing predictions".into(),
-        source: e,
-    };
-    if args.evaluate {
-        if inputs.iter().any(|i| i.gold.is_none()) {
-            return Err(usage(format!(
-                "--evaluate needs labels: --input a file with a '{}' column",
-                args.label_column
-            )));
-        }
-        let acc = evaluate(&adapter, &inputs, &origin, args.batch_size)?;
-        let text = match args.format {
-            OutputFormat::Table => format!(
-                "accuracy {:.4} ({}/{}) on {origin}\n",
-                acc.accuracy, acc.correct, acc.count
-            ),
-            OutputFormat::Tsv => format!(
-                "accuracy\tcorrect\tcount\n{}\t{}\t{}\n",
-                acc.accuracy, acc.correct, acc.count
-            ),
-            OutputFormat::Jsonl => format!(
-                "{}\n",
-                serde_json::json!({"accuracy": acc.accuracy, "correct": acc.correct, "count": acc.count})
-            ),
-        };
-        return out.write_all(text.as_bytes()).map_err(write_err);
-    }
-    let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
-    let predictions = predict(&adapter, &texts, args.batch_size)?;
-    let text = render(args.format, adapter.label_names(), &inputs, &predictions);
-    out.write_all(text.as_bytes()).map_err(write_err)
-}
-
-fn usage(message: String) -> crate::Error {
-    ExportError::Usage(message).into()
-}
-
-/// The inputs and a name for them in errors.
-fn read_inputs(args: &PredictArgs) -> crate::Result<(Vec<Input>, String)> {
-    if let Some(path) = &args.input {
-        let rows = match data::read_labelled_file(path, &args.text_column, Some(&args.label_column))
+/// Reads the texts of a CSV, TSV or JSON-lines file with columns `text_column` and, when the file
+/// has it (always, if `labels_required`), `label_column`.
+pub fn read_inputs(
+    path: &Path,
+    text_column: &str,
+    label_column: &str,
+    labels_required: bool,
+) -> crate::Result<Vec<Input>> {
+    let rows = match data::read_labelled_file(path, text_column, Some(label_column)) {
+        // Labels are optional for plain prediction.
+        Err(DataError::MissingColumn { column, .. })
+            if column == label_column && !labels_required =>
         {
-            // Labels are optional for plain prediction.
-            Err(DataError::MissingColumn { column, .. })
-                if column == args.label_column && !args.evaluate =>
-            {
-                data::read_labelled_file(path, &args.text_column, None)?
-            }
-            other => other?,
-        };
-        let inputs = rows
-            .into_iter()
-            .map(|r| Input {
-                line: Some(r.line),
-                text: r.text,
-                gold: r.label,
-            })
-            .collect();
-        return Ok((inputs, path.display().to_string()));
-    }
-    if !args.text.is_empty() {
-        let inputs = args.text.iter().map(|t| Input {
-            line: None,
-            text: t.clone(),
-            gold: None,
-        });
-        return Ok((inputs.collect(), "--text".into()));
-    }
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprintln!("reading texts from stdin, one per line (end with Ctrl-D)");
-    }
-    let mut inputs = Vec::new();
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line = line.map_err(|e| crate::Error::Io {
-            context: "reading texts from stdin".into(),
-            source: e,
-        })?;
-        // Blank lines (a trailing newline) are not texts; line numbers still count them.
-        if !line.trim().is_empty() {
-            inputs.push(Input {
-                line: Some(i as u64 + 1),
-                text: line,
-                gold: None,
-            });
+            data::read_labelled_file(path, text_column, None)?
         }
+        other => other?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| Input {
+            line: Some(r.line),
+            text: r.text,
+            gold: r.label,
+        })
+        .collect())
+}
+
+/// The accuracy on `origin` (a name for the input) in `format`.
+pub fn render_accuracy(format: OutputFormat, acc: &Accuracy, origin: &str) -> String {
+    match format {
+        OutputFormat::Table => format!(
+            "accuracy {:.4} ({}/{}) on {origin}\n",
+            acc.accuracy, acc.correct, acc.count
+        ),
+        OutputFormat::Tsv => format!(
+            "accuracy\tcorrect\tcount\n{}\t{}\t{}\n",
+            acc.accuracy, acc.correct, acc.count
+        ),
+        OutputFormat::Jsonl => format!(
+            "{}\n",
+            serde_json::json!({"accuracy": acc.accuracy, "correct": acc.correct, "count": acc.count})
+        ),
     }
-    Ok((inputs, "stdin".into()))
 }
 
 /// The predictions in `format`; TSV and table cells have tabs and newlines turned into spaces.

@@ -234,30 +234,14 @@ pub fn reusable_run(
     finished_run(dir, &RunFingerprint::new(design, &task.inputs, settings))
 }
 
-/// The device a command line names (`cpu` or `cuda`, GPU 0); `None` for any other name. The GPU
-/// is opened once per process and shared: later calls return the same device (one context, one
-/// cuBLAS handle), bound to the calling thread.
+/// The device a name gives (`cpu` or `cuda`, GPU 0; see [`DeviceKind::open`]); `None` for any
+/// other name.
+///
+/// [`DeviceKind::open`]: crate::device::DeviceKind::open
 pub fn open_device(name: &str) -> candle_core::Result<Option<Device>> {
-    match name {
-        "cpu" => Ok(Some(Device::Cpu)),
-        "cuda" => {
-            static OPENED: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
-            let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(device) = opened.as_ref() {
-                bind_thread(device)?;
-                return Ok(Some(device.clone()));
-            }
-            // candle's per-thread default streams: the `--jobs` claim loops of a search run
-            // side by side on the GPU (34 s for the README's search, 54 s on one shared stream).
-            let device = Device::new_cuda(0)?;
-            #[cfg(feature = "cuda")]
-            if let Device::Cuda(cuda) = &device {
-                crate::backbone::ops::cuda::prepare_device(cuda)?;
-            }
-            *opened = Some(device.clone());
-            Ok(Some(device))
-        }
-        _ => Ok(None),
+    match name.parse::<crate::device::DeviceKind>() {
+        Ok(kind) => kind.open().map(Some),
+        Err(_) => Ok(None),
     }
 }
 

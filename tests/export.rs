@@ -347,7 +347,7 @@ fn an_existing_output_folder_needs_force() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("old.txt"), "old").unwrap();
     let err = error_of(export_to(&f, &model, &out, ExportFormat::Pets, false));
-    assert!(err.contains("--force"), "{err}");
+    assert!(err.contains("exists and is not empty"), "{err}");
     let mut forced = options(ExportFormat::Pets, false);
     forced.force = true;
     export(&source(&f, &model), &out, &forced, &f.cache).unwrap();

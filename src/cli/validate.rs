@@ -13,16 +13,18 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// Validates `path` as whichever it holds, a `SearchSpace` or a `Design`, and prints the summary.
-pub fn run(path: &Path, shape: &BackboneShape, classes: usize, budget: Option<&str>) -> Result<()> {
+pub fn run(
+    path: &Path,
+    shape: &BackboneShape,
+    classes: usize,
+    budget: Option<Budget>,
+) -> Result<()> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
         path: origin.clone(),
         source,
     })?;
-    let limit = match budget {
-        Some(b) => Some((b, b.parse::<Budget>()?.limit(shape.backbone_params()))),
-        None => None,
-    };
+    let limit = budget.map(|b| (b, b.limit(shape.backbone_params())));
     if ron_type_name(&text) == Some("SearchSpace") {
         let space = SearchSpace::from_ron(&text, &origin)?;
         let bounds = SpaceBounds::of(&space, *shape)?;

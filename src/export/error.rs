@@ -35,7 +35,7 @@ pub enum ExportError {
         found: u32,
         supported: u32,
     },
-    #[error("{path} is in PEFT format, for Python's peft; export with the default --format pets to predict with pets")]
+    #[error("{path} is in PEFT format, for Python's peft; export in pets' own format to predict with pets")]
     PeftFolder { path: String },
     #[error("{path}: not a valid safetensors file (corrupt or truncated?): {message}")]
     Safetensors { path: String, message: String },
@@ -66,12 +66,28 @@ pub enum ExportError {
         purpose: &'static str,
         reason: String,
     },
-    #[error("design {design} cannot be exported in PEFT format: it trains backbone parts {parts} (unfreeze), which a LoRA adapter file cannot carry; use --format pets or --merge")]
+    #[error("design {design} cannot be exported in PEFT format: it trains backbone parts {parts} (unfreeze), which a LoRA adapter file cannot carry; export in pets' own format, or merged")]
     UnfrozenBackbone { design: String, parts: String },
-    #[error("{out} exists and is not empty; pass --force to replace it")]
+    #[error("{out} exists and is not empty; export with `force` to replace it")]
     OutputExists { out: String },
-    #[error("{0}")]
-    Usage(String),
+    /// Merging and the PEFT layout were both asked for.
+    #[error(
+        "a merged export writes a full model, the PEFT layout only the LoRA tensors: pick one"
+    )]
+    MergeAndPeft,
+    /// The study has no trial of that number.
+    #[error("study {study} has no trial {trial}")]
+    NoTrial { study: String, trial: usize },
+    /// The trial's run folder has no tensors (a failed or pruned trial): only retraining helps.
+    #[error("trial {trial} of study {study} kept no trained tensors ({folder}); retrain it first")]
+    NoTrialTensors {
+        study: String,
+        trial: usize,
+        folder: String,
+    },
+    /// The training protocol stored with the study does not parse (a store of another pets).
+    #[error("study {study}: its stored protocol is unreadable: {message}")]
+    Protocol { study: String, message: String },
     #[error(
         "{path} line {line}: label {label:?} is not one of the adapter's labels ({known}){hint}"
     )]

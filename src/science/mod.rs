@@ -2,12 +2,12 @@
 //! of presets at several budgets, ablations and searched designs over seeds ([`plan`]), run as
 //! resumable child processes ([`runner`]) and reported beside the paper's numbers ([`report`]).
 
-pub mod cli;
 pub mod plan;
 mod plot;
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod unified;
 
 use std::path::PathBuf;
 use thiserror::Error;

@@ -5,6 +5,8 @@ use super::plan::Entry;
 use super::ScienceError;
 use crate::assets::Cache;
 use crate::data::{SplitOptions, TaskSource};
+use crate::device::DeviceKind;
+use crate::progress::note;
 use crate::run::{finished_run, RunFingerprint, RunInputs, RunMetrics, RunSettings};
 use crate::train::TrainConfig;
 use std::collections::HashMap;
@@ -30,7 +32,7 @@ pub struct RunnerOptions {
 }
 
 impl RunnerOptions {
-    /// Children of the running binary on `device` (`cpu`, `cuda`), `jobs` at a time, each with
+    /// Children of the running binary on `device`, `jobs` at a time, each with
     /// `threads` CPU threads (default: the cores split between the jobs), every run cut to
     /// `max_steps` when given.
     pub fn children(
@@ -38,7 +40,7 @@ impl RunnerOptions {
         runs: &Path,
         jobs: usize,
         threads: Option<usize>,
-        device: &str,
+        device: DeviceKind,
         max_steps: Option<usize>,
     ) -> Result<RunnerOptions, ScienceError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -204,13 +206,13 @@ pub fn run_all(jobs: &[RunJob], options: &RunnerOptions) -> RunSummary {
     });
     let next = AtomicUsize::new(0);
     let total = pending.len();
-    eprintln!(
+    note(&format!(
         "{} runs: {} already finished, {} to train, {} at a time",
         jobs.len(),
         jobs.len() - total,
         total,
         options.jobs.max(1)
-    );
+    ));
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.clamp(1, total.max(1)) {
             scope.spawn(|| loop {
@@ -222,7 +224,7 @@ pub fn run_all(jobs: &[RunJob], options: &RunnerOptions) -> RunSummary {
                 match outcome {
                     Ok(m) => {
                         s.trained += 1;
-                        eprintln!(
+                        note(&format!(
                             "[{}/{total}] {} {} seed {}: dev {:.4} ({:.0} s)",
                             s.trained + s.failed.len(),
                             job.entry.task,
@@ -230,16 +232,16 @@ pub fn run_all(jobs: &[RunJob], options: &RunnerOptions) -> RunSummary {
                             job.seed,
                             m.accuracy,
                             started.elapsed().as_secs_f64()
-                        );
+                        ));
                     }
                     Err(e) => {
-                        eprintln!(
+                        note(&format!(
                             "[{}/{total}] {} {} seed {}: FAILED: {e}",
                             s.trained + s.failed.len() + 1,
                             job.entry.task,
                             job.entry.label,
                             job.seed
-                        );
+                        ));
                         s.failed.push((job.dir.clone(), e.to_string()));
                     }
                 }

@@ -69,11 +69,14 @@ impl FromStr for Budget {
     }
 }
 
+/// The budget as it parses back: `0.5%`, or a count, shortened to `k` or `M` where exact.
 impl fmt::Display for Budget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        match *self {
             Budget::Percent(p) => write!(f, "{p}%"),
-            Budget::Params(n) => write!(f, "{n} parameters"),
+            Budget::Params(n) if n % 1_000_000 == 0 => write!(f, "{}M", n / 1_000_000),
+            Budget::Params(n) if n % 1_000 == 0 => write!(f, "{}k", n / 1_000),
+            Budget::Params(n) => write!(f, "{n}"),
         }
     }
 }
@@ -105,7 +108,7 @@ mod tests {
             let err = text.parse::<Budget>().unwrap_err().to_string();
             assert_eq!(
                 err,
-                format!("--budget {text}: expected a percentage like 0.5% or a count like 120k"),
+                format!("budget {text}: expected a percentage like 0.5% or a count like 120k"),
             );
         }
     }
@@ -116,5 +119,9 @@ mod tests {
         assert_eq!(Budget::Percent(0.5).limit(22_565_376), 112_826);
         assert_eq!(Budget::Params(120_000).limit(22_565_376), 120_000);
         assert_eq!(Budget::Percent(0.5).to_string(), "0.5%");
+        for text in ["0.5%", "120k", "3M", "1500", "1200k"] {
+            let budget: Budget = text.parse().unwrap();
+            assert_eq!(budget.to_string(), text);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! One claim-train-finish loop of a worker (a process runs `--jobs` of them, each with its own
 //! store connection and share of the threads), the heartbeat that keeps its claim, and what the
-//! end of a trial refreshes: the progress bar and, for `pets search`, the reports. A trial whose
+//! end of a trial refreshes: the progress count and, for `pets search`, the reports. A trial whose
 //! error is not its design's (`blame`) stops every loop of the process and stays claimed, to be
 //! trained again on resume.
 
@@ -13,8 +13,8 @@ use super::store::{Claim, StoreError, StudyId, StudyStore, TrialEnd, TrialId, Tr
 use super::study::trial_folder_in;
 use super::worker::WorkerSettings;
 use super::{SearchError, TrialState};
+use crate::progress::{emit, note, Event, Task};
 use crate::run::{bind_thread, train_design, RunMetrics, RunSettings};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -28,7 +28,6 @@ pub(super) struct Shared<'a> {
     pub id: StudyId,
     pub run: &'a RunSettings,
     pub ws: &'a WorkerSettings,
-    pub bar: ProgressBar,
     /// The reports folder refreshed after every trial (`pets search`), one writer at a time:
     /// loops of one process would otherwise share a temporary file name.
     pub reports: Option<(PathBuf, Mutex<()>)>,
@@ -182,7 +181,7 @@ impl ClaimLoop<'_> {
         }
     }
 
-    /// After a trial: the bar shows the study's ended trials, and the reports are written again.
+    /// After a trial: the progress count is the study's ended trials, and the reports are written again.
     /// Both are derived from the store: a failed read is a warning, the trial is already recorded.
     fn refresh(&self) {
         let rows = match self.store.trials(self.shared.id) {
@@ -190,7 +189,11 @@ impl ClaimLoop<'_> {
             Err(e) => return self.say(format!("warning: progress and reports not refreshed: {e}")),
         };
         let ended = rows.iter().filter(|t| t.state != TrialState::Running);
-        self.shared.bar.set_position(ended.count() as u64);
+        emit(Event::Advanced {
+            task: Task::Trials,
+            done: ended.count() as u64,
+            message: "",
+        });
         if let Some((folder, writing)) = &self.shared.reports {
             let _one_writer = writing.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = write_reports(folder, &self.shared.study.report, &rows) {
@@ -201,31 +204,8 @@ impl ClaimLoop<'_> {
     }
 
     fn say(&self, line: String) {
-        say(&self.shared.bar, line);
+        note(&line);
     }
-}
-
-/// A line above the bar on a terminal; a plain line on stderr otherwise (indicatif drops
-/// `println` when its bar is hidden, and logs of long studies need these lines).
-pub(super) fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-/// A bar of the study's trials (drawn only on a terminal).
-pub(super) fn progress_bar(total: usize, ended: usize) -> ProgressBar {
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} trials  {elapsed_precise} elapsed, ETA {eta_precise}  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_position(ended as u64);
-    bar
 }
 
 /// Refreshes a trial's heartbeat from a thread with its own connection until dropped. A failed
@@ -249,7 +229,7 @@ impl Heartbeat {
                     Ok(true) => {}
                     // Re-claimed or ended: nothing left to keep; `finish` reports which.
                     Ok(false) => break,
-                    Err(e) => eprintln!("warning: heartbeat: {e}"),
+                    Err(e) => note(&format!("warning: heartbeat: {e}")),
                 }
             }
         });

@@ -15,7 +15,7 @@ pub enum SearchError {
         location: String,
         message: String,
     },
-    #[error("--budget {input}: expected a percentage like 0.5% or a count like 120k")]
+    #[error("budget {input}: expected a percentage like 0.5% or a count like 120k")]
     Budget { input: String },
     #[error("search space {space}: {location} fits no option on this backbone (layers {layers}, hidden {hidden}, heads {heads})")]
     Infeasible {
@@ -42,12 +42,21 @@ pub enum SearchError {
         store: String,
         cause: String,
     },
-    /// A search flag outside the range the search can run with (named as the user typed it).
-    #[error("{flag} {value}: {expected}")]
+    /// A setting outside the range the search can run with, named by its field in
+    /// `SearchSettings` or `TrainConfig` (`rungs`, `max_steps`).
+    #[error("{setting} {value}: {expected}")]
     Setting {
-        flag: &'static str,
+        setting: &'static str,
         value: String,
         expected: String,
+    },
+    /// So many rungs that the cheapest would train less than one step.
+    #[error("rungs {rungs}: with eta {eta} the cheapest rung would train 1/{divisor} of the {full_steps} full-fidelity steps, less than one; use fewer rungs, a smaller eta or more steps")]
+    TooManyRungs {
+        rungs: usize,
+        eta: usize,
+        divisor: usize,
+        full_steps: usize,
     },
     /// Training a trial failed for a reason that is not its design's (see `search::blame`): the
     /// study stops, and the trial, still running in the store, is claimed again on resume.

@@ -74,7 +74,7 @@ impl FromStr for RungAt {
 
     fn from_str(text: &str) -> Result<RungAt, SearchError> {
         let bad = || SearchError::Setting {
-            flag: "--rung-at",
+            setting: "rung_at",
             value: text.to_string(),
             expected: "expected optimizer steps (120) or a share of the training data (25%)".into(),
         };
@@ -120,7 +120,7 @@ pub fn schedule_at(
                 format!("the {} steps of {}", pair[1], at[i + 1])
             };
             return Err(SearchError::Setting {
-                flag: "--rung-at",
+                setting: "rung_at",
                 value: at.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","),
                 expected: format!(
                     "{} trains {} steps, not fewer than {next}; list the cheaper rungs, cheapest first",
@@ -205,10 +205,10 @@ mod tests {
         let rungs = schedule_at(428, 214, 12, 2, &at[..2]).unwrap();
         let got: Vec<(usize, usize)> = rungs.iter().map(|r| (r.steps, r.candidates)).collect();
         assert_eq!(got, [(54, 12), (100, 6), (428, 3)]);
-        // Out of order, or not below full fidelity: refused, naming the flag and the rung.
+        // Out of order, or not below full fidelity: refused, naming the setting and the rung.
         let err = schedule_at(428, 214, 12, 2, &at).unwrap_err().to_string();
         assert!(
-            err.starts_with("--rung-at 25%,100,1.5%: 100 trains 100 steps"),
+            err.starts_with("rung_at 25%,100,1.5%: 100 trains 100 steps"),
             "{err}"
         );
         let err = schedule_at(50, 214, 12, 2, &at[..1])
@@ -220,7 +220,7 @@ mod tests {
         );
         for text in ["0", "-3", "0%", "x%", "", "2.5"] {
             let err = text.parse::<RungAt>().unwrap_err().to_string();
-            assert!(err.starts_with("--rung-at"), "{text}: {err}");
+            assert!(err.starts_with("rung_at"), "{text}: {err}");
         }
     }
 

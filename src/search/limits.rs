@@ -74,7 +74,7 @@ pub fn wall_seconds(rows: &[TrialRow], now: f64) -> f64 {
 /// A duration as `--timeout` takes it: `90s`, `45m`, `2h`, `1h30m`, or plain seconds (`5400`).
 pub fn parse_timeout(text: &str) -> Result<Duration, SearchError> {
     let bad = || SearchError::Setting {
-        flag: "--timeout",
+        setting: "timeout",
         value: text.to_string(),
         expected: "expected a positive duration such as 90s, 45m, 2h or 1h30m".into(),
     };
@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(describe(parse_timeout("90").unwrap()), "1m30s");
         for text in ["", "0", "-5", "2d", "h", "1h30", "nan", "inf"] {
             let err = parse_timeout(text).unwrap_err().to_string();
-            assert!(err.contains("--timeout"), "{text}: {err}");
+            assert!(err.starts_with("timeout "), "{text}: {err}");
         }
     }
 }

@@ -42,6 +42,7 @@ pub struct Evaluated {
 }
 
 pub mod plot;
+pub mod registry;
 pub mod report;
 pub mod sampler;
 pub mod setup;
@@ -54,5 +55,6 @@ pub mod worker;
 pub use budget::Budget;
 pub use canonical::canonical;
 pub use error::SearchError;
-pub use sampler::{sampler_by_name, ProposalContext, Sampler};
+pub use registry::{sampler_by_name, SamplerKind};
+pub use sampler::{ProposalContext, Sampler};
 pub use space::SearchSpace;

@@ -26,7 +26,7 @@ use super::limits::Limits;
 use super::pareto::{pareto_front, Point};
 use super::promotion::Promotion;
 use super::store::{NewTrial, Next, TrialKind, TrialRow, INTERRUPTED};
-use super::{canonical, sampler_by_name, ProposalContext, SearchError, SearchSpace, TrialState};
+use super::{canonical, ProposalContext, SamplerKind, SearchError, SearchSpace, TrialState};
 use crate::backbone::config::BackboneShape;
 use crate::spec::Design;
 use std::collections::{HashMap, HashSet};
@@ -44,7 +44,7 @@ pub struct StudyPlan<'a> {
     pub limits: Limits,
     /// Presets fitted to the budget, by name (presets that cannot fit are left out).
     pub baselines: Vec<(String, Design)>,
-    pub sampler: String,
+    pub sampler: SamplerKind,
     pub search_seed: u64,
     pub population: usize,
     /// The training seed every search trial and baseline records (the confirmation's first).
@@ -285,7 +285,7 @@ impl StudyPlan<'_> {
         };
         // A fresh sampler per proposal: its stream is a function of the seed and the history, so
         // whichever worker proposes, the study proposes the same designs in the same order.
-        let mut sampler = sampler_by_name(&self.sampler, self.search_seed, self.population)?;
+        let mut sampler = self.sampler.build(self.search_seed, self.population);
         match sampler.propose(&ctx, &history, 1) {
             Ok(mut designs) => Ok(designs.pop()),
             Err(SearchError::Exhausted { .. }) => Ok(None),

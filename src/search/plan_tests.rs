@@ -31,7 +31,7 @@ pub(crate) fn plan<'a>(
         promotion: Promotion::Sync,
         limits,
         baselines: vec![("lora".into(), lora)],
-        sampler: "nsga2".into(),
+        sampler: SamplerKind::Nsga2,
         search_seed: 0,
         population,
         train_seed: 7,

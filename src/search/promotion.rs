@@ -71,7 +71,7 @@ impl FromStr for Promotion {
             "sync" => Ok(Promotion::Sync),
             "async" => Ok(Promotion::Async),
             _ => Err(SearchError::Setting {
-                flag: "--promotion",
+                setting: "promotion",
                 value: text.to_string(),
                 expected: "expected sync or async".into(),
             }),

@@ -70,13 +70,13 @@ fn decide(plan: &StudyPlan, rows: &[TrialRow]) -> (TrialKind, usize, Option<usiz
 }
 
 #[test]
-fn promotion_parses_sync_and_async_and_names_the_flag() {
+fn promotion_parses_sync_and_async_and_names_the_setting() {
     assert_eq!("async".parse::<Promotion>().unwrap(), Promotion::Async);
     assert_eq!(" SYNC ".parse::<Promotion>().unwrap(), Promotion::Sync);
     assert_eq!(Promotion::default(), Promotion::Sync);
     assert_eq!(Promotion::Async.to_string(), "async");
     let err = "asha".parse::<Promotion>().unwrap_err().to_string();
-    assert_eq!(err, "--promotion asha: expected sync or async");
+    assert_eq!(err, "promotion asha: expected sync or async");
 }
 
 #[test]
@@ -311,8 +311,8 @@ fn the_rule_is_in_the_study_settings_and_older_studies_resume() {
     let sync = SearchSettings {
         study: "s".into(),
         space: "search_spaces/mam.ron".into(),
-        budget: "0.5%".into(),
-        sampler: "nsga2".into(),
+        budget: "0.5%".parse().expect("a budget"),
+        sampler: crate::search::SamplerKind::Nsga2,
         seed: 0,
         initial: 12,
         population: 6,

@@ -42,23 +42,7 @@ pub trait Sampler {
     ) -> Result<Vec<Design>, SearchError>;
 }
 
-pub const SAMPLERS: &str = "random, nsga2";
-
-/// The sampler of this name (`random`, or `nsga2` alias `nsga-ii`).
-pub fn sampler_by_name(
-    name: &str,
-    seed: u64,
-    population: usize,
-) -> Result<Box<dyn Sampler + Send>, SearchError> {
-    match name.to_ascii_lowercase().as_str() {
-        "random" => Ok(Box::new(RandomSampler::new(seed))),
-        "nsga2" | "nsga-ii" | "nsgaii" => Ok(Box::new(Nsga2Sampler::new(seed, population))),
-        _ => Err(SearchError::UnknownSampler {
-            name: name.to_string(),
-            known: SAMPLERS,
-        }),
-    }
-}
+pub use super::registry::{sampler_by_name, SamplerKind, SAMPLERS};
 
 /// Counts calls made at one history length; resets when the history grows.
 #[derive(Debug, Clone, Default)]

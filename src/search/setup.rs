@@ -9,7 +9,7 @@ use super::plan::StudyPlan;
 use super::report::ReportContext;
 use super::sampler::check_feasible;
 use super::study::{settings_fingerprint, Protocol, SearchSettings, DETERMINISM};
-use super::{sampler_by_name, Budget, SearchError, SearchSpace};
+use super::{SearchError, SearchSpace};
 use crate::backbone::config::{BackboneShape, BertConfig};
 use crate::methods::fit::{fit_to_budget, Fit};
 use crate::run::{PreparedTask, RunSettings};
@@ -37,15 +37,15 @@ impl PreparedStudy {
         cache: &crate::assets::Cache,
     ) -> crate::Result<PreparedStudy> {
         s.check()?;
-        for (flag, value) in [
-            ("--epochs", Some(run.train.epochs)),
-            ("--max-steps", run.train.max_steps),
+        for (setting, value) in [
+            ("epochs", Some(run.train.epochs)),
+            ("max_steps", run.train.max_steps),
         ] {
             if value == Some(0) {
                 let expected = "expected at least 1".to_string();
                 let value = "0".to_string();
                 return Err(SearchError::Setting {
-                    flag,
+                    setting,
                     value,
                     expected,
                 }
@@ -53,8 +53,7 @@ impl PreparedStudy {
             }
         }
         let space = SearchSpace::from_file(&s.space)?;
-        let budget: Budget = s.budget.parse()?;
-        sampler_by_name(&s.sampler, s.seed, s.population)?;
+        let budget = s.budget;
         let presets = s
             .baselines
             .iter()
@@ -79,9 +78,9 @@ impl PreparedStudy {
         for (name, preset) in presets {
             match fit_to_budget(&preset, &shape, budget_params, Fit::ShrinkOnly) {
                 Some(design) => baselines.push((name, design)),
-                None => eprintln!(
+                None => crate::progress::note(&format!(
                     "baseline {name}: no width fits the budget of {budget_params} parameters; skipped"
-                ),
+                )),
             }
         }
         let mut protocol = serde_json::to_value(Protocol::of(run)).unwrap_or_default();
@@ -135,7 +134,7 @@ impl PreparedStudy {
             budget_params,
             backbone_params: shape.backbone_params(),
             command: s.command.clone(),
-            sampler: s.sampler.clone(),
+            sampler: s.sampler.to_string(),
             notes: vec![
                 format!(
                     "Protocol: {} train / {} dev, max length {}, batch {}, full fidelity {} epochs{} ({} steps).",
@@ -179,7 +178,7 @@ impl PreparedStudy {
             promotion: s.promotion,
             limits: s.limits(),
             baselines: self.baselines.clone(),
-            sampler: s.sampler.clone(),
+            sampler: s.sampler,
             search_seed: s.seed,
             population: s.population,
             train_seed: run.train.seed,

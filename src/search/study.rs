@@ -4,7 +4,7 @@
 
 use super::limits::Limits;
 use super::report::{write_reports, ReportContext};
-use super::{Budget, SearchError};
+use super::{Budget, SamplerKind, SearchError};
 use crate::run::RunSettings;
 use std::path::{Path, PathBuf};
 
@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 pub struct SearchSettings {
     pub study: String,
     pub space: PathBuf,
-    pub budget: String,
-    pub sampler: String,
+    /// The most trainable parameters (head excluded) a searched design may have.
+    pub budget: Budget,
+    pub sampler: SamplerKind,
     pub seed: u64,
     /// Designs of the first generation (drawn at random).
     pub initial: usize,
@@ -44,23 +45,23 @@ pub struct SearchSettings {
 }
 
 impl SearchSettings {
-    /// Refuses `--eta`, `--rungs`, `--initial`, `--population`, `--trials`, `--confirm-top`,
-    /// `--confirm-seeds` and `--jobs` outside the ranges a search can run with, naming the flag.
+    /// Refuses `eta`, `rungs`, `initial`, `population`, `trials`, `confirm_top`,
+    /// `confirm_seeds` and `jobs` outside the ranges a search can run with, naming the setting.
     pub fn check(&self) -> Result<(), SearchError> {
         let ranges = [
-            ("--eta", self.eta, 2, 10),
-            ("--rungs", self.rungs, 1, 8),
-            ("--initial", self.initial, 1, 100_000),
-            ("--population", self.population, 1, 10_000),
-            ("--trials", self.trials.unwrap_or(1), 1, 1_000_000),
-            ("--confirm-top", self.confirm_top, 0, 100),
-            ("--confirm-seeds", self.confirm_seeds, 1, 100),
-            ("--jobs", self.jobs, 1, 256),
+            ("eta", self.eta, 2, 10),
+            ("rungs", self.rungs, 1, 8),
+            ("initial", self.initial, 1, 100_000),
+            ("population", self.population, 1, 10_000),
+            ("trials", self.trials.unwrap_or(1), 1, 1_000_000),
+            ("confirm_top", self.confirm_top, 0, 100),
+            ("confirm_seeds", self.confirm_seeds, 1, 100),
+            ("jobs", self.jobs, 1, 256),
         ];
-        for (flag, value, low, high) in ranges {
+        for (setting, value, low, high) in ranges {
             if !(low..=high).contains(&value) {
                 return Err(SearchError::Setting {
-                    flag,
+                    setting,
                     value: value.to_string(),
                     expected: format!("expected {low} to {high}"),
                 });
@@ -81,14 +82,11 @@ impl SearchSettings {
             .checked_pow(self.rungs.saturating_sub(1) as u32)
             .unwrap_or(usize::MAX);
         if divisor > full_steps {
-            return Err(SearchError::Setting {
-                flag: "--rungs",
-                value: self.rungs.to_string(),
-                expected: format!(
-                    "with --eta {} the cheapest rung would train 1/{divisor} of the {full_steps} \
-                     full-fidelity steps, less than one; use fewer rungs, a smaller --eta or more steps",
-                    self.eta
-                ),
+            return Err(SearchError::TooManyRungs {
+                rungs: self.rungs,
+                eta: self.eta,
+                divisor,
+                full_steps,
             });
         }
         Ok(())
@@ -179,7 +177,7 @@ pub fn trial_folder_in(trials_dir: &Path, study: &str, number: usize) -> PathBuf
 /// The search settings stored with a study: every process working on it must share them.
 pub(crate) fn settings_fingerprint(s: &SearchSettings) -> serde_json::Value {
     let mut fingerprint = serde_json::json!({
-        "space": s.space, "budget": s.budget, "sampler": s.sampler, "seed": s.seed,
+        "space": s.space, "budget": s.budget.to_string(), "sampler": s.sampler.name(), "seed": s.seed,
         "initial": s.initial, "population": s.population, "eta": s.eta, "rungs": s.rungs,
         "baselines": s.baselines, "trials": s.limits().trials,
         "timeout_seconds": s.timeout.map(|t| t.as_secs_f64()),
@@ -209,7 +207,7 @@ pub fn rerender(
     storage: &str,
     study: &str,
     reports: &Path,
-    budget: Option<&str>,
+    budget: Option<Budget>,
     model: Option<&str>,
     cache: &crate::assets::Cache,
 ) -> crate::Result<Vec<PathBuf>> {
@@ -217,25 +215,21 @@ pub fn rerender(
     let id = store.study_id(study)?;
     let trials = store.trials(id)?;
     let settings = store.settings(id)?;
-    let missing = |flag: &str| {
+    let missing = |setting: &'static str| {
         crate::Error::from(SearchError::Setting {
-            flag: if flag == "budget" {
-                "--budget"
-            } else {
-                "--model"
-            },
+            setting,
             value: "(not given)".into(),
-            expected: format!("study {study} stores no {flag}; pass it"),
+            expected: format!("study {study} stores no {setting}; pass it"),
         })
     };
     let searched_at = stored_text(&settings, "/search/budget");
-    let budget_text = budget.or(searched_at).ok_or_else(|| missing("budget"))?;
+    let stored: Option<Budget> = searched_at.map(str::parse).transpose()?;
+    let parsed = budget.or(stored).ok_or_else(|| missing("budget"))?;
     let model = model
         .or(stored_text(&settings, "/model"))
         .ok_or_else(|| missing("model"))?;
     let dir = cache.model_dir(model)?;
     let shape = crate::backbone::config::BertConfig::from_file(&dir.join("config.json"))?.shape();
-    let parsed: Budget = budget_text.parse()?;
     let protocol: Option<Protocol> = serde_json::from_value(settings.clone()).ok();
     let mut notes = vec!["Re-rendered from the study store.".to_string()];
     if let Some(p) = &protocol {
@@ -248,9 +242,9 @@ pub fn rerender(
                 .map_or(String::new(), |n| format!(" cut to --max-steps {n}"))
         ));
     }
-    if let Some(at) = searched_at.filter(|at| *at != budget_text) {
+    if let (Some(at), Some(given)) = (searched_at, budget.filter(|b| Some(*b) != stored)) {
         notes.push(format!(
-            "Compared at --budget {budget_text}; the study searched at {at}."
+            "Compared at --budget {given}; the study searched at {at}."
         ));
     }
     let task = match (

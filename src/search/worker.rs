@@ -10,7 +10,7 @@
 //! same study is refused while it runs. Killed and rerun, it claims back the trials the dead
 //! process left running (their owner's process is gone) with their numbers and designs.
 
-use super::claim_loop::{progress_bar, ClaimLoop, Shared};
+use super::claim_loop::{ClaimLoop, Shared};
 use super::report::{export_args, front_table, write_reports};
 use super::setup::PreparedStudy;
 use super::store::{
@@ -18,6 +18,7 @@ use super::store::{
 };
 use super::study::SearchSettings;
 use super::{SearchError, TrialState};
+use crate::progress::{emit, note, Event, Task};
 use crate::run::RunSettings;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -77,7 +78,7 @@ pub fn run_worker(
     let plan = study.plan(s, run);
     let (store, id, _lease) = open_study(ws, &study.protocol)?;
     if ws.role == Role::Worker {
-        eprintln!(
+        note(&format!(
             "worker pid {} joined study {} in {} ({})",
             std::process::id(),
             s.study,
@@ -86,20 +87,24 @@ pub fn run_worker(
                 .map_or("its budget is a timeout".into(), |n| format!(
                     "{n} trials in its budget"
                 ))
-        );
+        ));
     }
     let ended = store
         .trials(id)?
         .iter()
         .filter(|t| t.state != TrialState::Running)
         .count();
+    emit(Event::Started {
+        task: Task::Trials,
+        total: plan.budget().unwrap_or(0) as u64,
+        done: ended as u64,
+    });
     let shared = Shared {
         plan: &plan,
         study: &study,
         id,
         run,
         ws,
-        bar: progress_bar(plan.budget().unwrap_or(0), ended),
         reports: (ws.role == Role::Search).then(|| (s.reports.join(&s.study), Mutex::new(()))),
         stop: AtomicBool::new(false),
     };
@@ -128,7 +133,10 @@ pub fn run_worker(
             })
             .collect()
     });
-    shared.bar.finish_and_clear();
+    emit(Event::Ended {
+        task: Task::Trials,
+        completed: results.iter().all(Result::is_ok),
+    });
     let mut trained = 0;
     for r in results {
         trained += r?;

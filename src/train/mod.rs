@@ -3,7 +3,7 @@
 //!
 //! This module owns the loop ([`train`]) and its configuration and results; `schedule` holds the
 //! step arithmetic, `clip` the gradient clipping, `eval` the evaluation, `snapshot` the best-epoch
-//! weights and `progress` the terminal output.
+//! weights and `progress` the run's progress events.
 
 mod adamw;
 mod clip;
@@ -91,7 +91,8 @@ pub struct TrainConfig {
     /// Compute what enters the first adapted layer once per split when the layers below are
     /// frozen and dropout is off (see `frozen`); the results match the full forward pass.
     pub cache_frozen: bool,
-    /// Progress bar (or sparse lines when stderr is not a terminal) and per-epoch summaries.
+    /// Report steps and per-epoch summaries as [`crate::progress`] events (the `pets` binary
+    /// draws a bar, or sparse lines when stderr is not a terminal).
     pub progress: bool,
 }
 
@@ -225,7 +226,7 @@ pub fn train(
             let loss = cross_entropy(&logits, &batch.labels)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
-                progress.bar.abandon();
+                progress.end(false);
                 return Err(TrainError::NonFiniteLoss { step, loss: value });
             }
             let mut grads = loss.backward()?;
@@ -250,7 +251,7 @@ pub fn train(
         let dev_states = frozen.as_ref().map(|(_, dev)| dev);
         let eval = evaluate_with(model, dev, dev_states, pad_id, device, cfg.eval_batch_size)?;
         if !eval.loss.is_finite() {
-            progress.bar.abandon();
+            progress.end(false);
             let (epoch, loss) = (epoch + 1, eval.loss);
             return Err(TrainError::NonFiniteDevLoss { epoch, loss });
         }
@@ -275,7 +276,7 @@ pub fn train(
         ));
         records.push(record);
     }
-    progress.bar.finish_and_clear();
+    progress.end(true);
     best.restore(vars)?;
     Ok(TrainOutcome {
         best_accuracy: best.accuracy,

@@ -21,7 +21,7 @@ fn write_reviews(path: &Path, n: usize) {
 #[test]
 fn a_run_folder_exports_and_predict_evaluate_matches_training() {
     use pets::data::TaskSource;
-    use pets::predict::{run_predict_to, OutputFormat, PredictArgs};
+    use pets::predict::{evaluate, predict, read_inputs, render, render_accuracy, OutputFormat};
     use pets::run::{train_design, PreparedTask, RunSettings};
     let f = fixture("run");
     let data = f.dir.join("reviews.tsv");
@@ -52,19 +52,13 @@ fn a_run_folder_exports_and_predict_evaluate_matches_training() {
     let expected = pets::train::evaluate(&model, &task.dev, task.pad_id, &Device::Cpu, 64).unwrap();
 
     let out = f.dir.join("adapter");
-    let args = pets::export::ExportArgs {
-        run: Some(run.clone()),
-        study: None,
-        trial: None,
-        storage: "unused.sqlite".into(),
-        trials_dir: None,
-        retrain: false,
-        out: out.clone(),
-        merge: false,
+    let source = pets::export::AdapterSource::from_run(&run).unwrap();
+    let options = pets::export::ExportOptions {
         format: ExportFormat::Pets,
+        merge: false,
         force: false,
     };
-    let manifest = pets::export::run_export(&args, &f.cache).unwrap();
+    let manifest = export(&source, &out, &options, &f.cache).unwrap();
     assert_eq!(manifest.label_names, task.dataset.label_names);
     assert_eq!(manifest.max_len, 16);
     assert_eq!(manifest.metrics["accuracy"], metrics.accuracy);
@@ -83,32 +77,29 @@ fn a_run_folder_exports_and_predict_evaluate_matches_training() {
         })
         .collect();
     std::fs::write(&dev, lines).unwrap();
-    let mut args = PredictArgs {
-        adapter: out.clone(),
-        text: Vec::new(),
-        input: Some(dev.clone()),
-        text_column: "text".into(),
-        label_column: "label".into(),
-        format: OutputFormat::Jsonl,
-        evaluate: true,
-        batch_size: 5,
-        device: "cpu".into(),
-    };
-    let mut printed = Vec::new();
-    run_predict_to(&args, &f.cache, &mut printed).unwrap();
-    let summary: serde_json::Value = serde_json::from_slice(&printed).unwrap();
+    let adapter = load_adapter(&out, &f.cache, &Device::Cpu).unwrap();
+    let inputs = read_inputs(&dev, "text", "label", true).unwrap();
+    let origin = dev.display().to_string();
+    let accuracy = evaluate(&adapter, &inputs, &origin, 5).unwrap();
+    let printed = render_accuracy(OutputFormat::Jsonl, &accuracy, &origin);
+    let summary: serde_json::Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(summary["accuracy"], expected.accuracy, "{summary}");
     assert_eq!(summary["count"], task.dev.len());
     assert_eq!(expected.accuracy, metrics.accuracy);
 
     // Predictions: one JSON line per text with label, probabilities and the in-memory logits.
-    args.evaluate = false;
-    args.input = None;
-    args.text = TEXTS.iter().map(|t| t.to_string()).collect();
-    let mut printed = Vec::new();
-    run_predict_to(&args, &f.cache, &mut printed).unwrap();
-    let rows: Vec<serde_json::Value> = String::from_utf8(printed)
-        .unwrap()
+    let predictions = predict(&adapter, TEXTS, 5).unwrap();
+    let texts: Vec<pets::predict::Input> = TEXTS
+        .iter()
+        .map(|t| pets::predict::Input {
+            line: None,
+            text: t.to_string(),
+            gold: None,
+        })
+        .collect();
+    let names = adapter.label_names();
+    let printed = render(OutputFormat::Jsonl, names, &texts, &predictions);
+    let rows: Vec<serde_json::Value> = printed
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -119,10 +110,8 @@ fn a_run_folder_exports_and_predict_evaluate_matches_training() {
         .collect();
     assert!(max_diff(&ours, &logits(&model, &batch(&f))) <= 1e-5);
     assert!(names.contains(&rows[0]["label"].as_str().unwrap().to_string()));
-    args.format = OutputFormat::Table;
-    let mut printed = Vec::new();
-    run_predict_to(&args, &f.cache, &mut printed).unwrap();
-    assert!(String::from_utf8(printed).unwrap().contains("p(pos)"));
+    let table = render(OutputFormat::Table, names, &texts, &predictions);
+    assert!(table.contains("p(pos)"), "{table}");
 
     // An unseen label is an error naming its line.
     std::fs::write(
@@ -130,10 +119,8 @@ fn a_run_folder_exports_and_predict_evaluate_matches_training() {
         "{\"text\": \"good\", \"label\": \"pos\"}\n{\"text\": \"bad\", \"label\": \"meh\"}\n",
     )
     .unwrap();
-    args.text.clear();
-    args.input = Some(dev);
-    args.evaluate = true;
-    let err = error_of(run_predict_to(&args, &f.cache, &mut Vec::new()));
+    let inputs = read_inputs(&dev, "text", "label", true).unwrap();
+    let err = error_of(evaluate(&adapter, &inputs, &origin, 5));
     assert!(err.contains("line 2") && err.contains("\"meh\""), "{err}");
 
     // A run folder from before label names were recorded is refused by name.

@@ -69,7 +69,7 @@ pub trait StudyStore: Send {
     /// Every trial of the study, by number.
     fn trials(&self, study: StudyId) -> Result<Vec<TrialRow>, StoreError>;
     /// In one transaction holding the study's lock: re-claims the lowest-numbered running trial
-    /// that is [`reclaimable`] after `stale_after`, or else asks `plan` what to do given every
+    /// that is `reclaimable` after `stale_after`, or else asks `plan` what to do given every
     /// trial and inserts its trial (next number, running, owned by `owner`, heartbeat now).
     fn claim(
         &self,

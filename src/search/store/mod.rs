@@ -56,7 +56,7 @@ pub enum StoreError {
         "study store {path} has schema version {found}; this pets reads version {SCHEMA_VERSION}"
     )]
     SchemaVersion { path: String, found: i32 },
-    #[error("study '{study}' was created with other settings ({}); rerun with the original flags or use another study name", differences.join("; "))]
+    #[error("study '{study}' was created with other settings ({}); rerun with the original settings or use another study name", differences.join("; "))]
     SettingsMismatch {
         study: String,
         keys: Vec<String>,

@@ -1,54 +1,54 @@
-//! `pets unified`: expand the plan, train what is missing (child processes), write the report.
+//! The unified-view study (`pets unified`): expand the plan, train what is missing (child
+//! processes), write the report.
 
 use super::plan::Plan;
 use super::report;
 use super::runner::{jobs, run_all, ChildRuns, RunnerOptions};
 use crate::assets::Cache;
 use crate::backbone::config::BertConfig;
-use clap::Args;
+use crate::device::DeviceKind;
 use std::path::PathBuf;
 
-#[derive(Args, Debug, Clone)]
-pub struct UnifiedArgs {
+/// What the study runs and where its runs and reports go.
+#[derive(Debug, Clone)]
+pub struct UnifiedOptions {
     /// The study plan (RON).
-    #[arg(long, default_value = "search_spaces/plans/unified-view.ron")]
     pub plan: PathBuf,
     /// Folder of the run folders (`<task>/<entry>/seed<k>`); finished runs are reused.
-    #[arg(long, default_value = "runs/unified")]
     pub runs: PathBuf,
     /// Where unified-view.md, .csv and .svg go.
-    #[arg(long, default_value = "reports")]
     pub reports: PathBuf,
     /// Runs trained at once, as child processes (on a GPU they overlap their kernel launches).
-    #[arg(long, default_value_t = 1)]
     pub jobs: usize,
-    /// Only the sections with these names (comma-separated); the report still covers all.
-    #[arg(long, value_delimiter = ',')]
+    /// Only the sections with these names; the report still covers all.
     pub sections: Vec<String>,
     /// Train nothing: write the report from the runs already finished.
-    #[arg(long)]
     pub report_only: bool,
-    /// cpu or cuda, for every run.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// The device of every run.
+    pub device: DeviceKind,
     /// Cut every run to this many optimizer steps (smoke tests; such runs are not reused by a
     /// full study, whose epochs differ).
-    #[arg(long)]
     pub max_steps: Option<usize>,
+    /// The command line recorded in the report.
+    pub command: String,
 }
 
 /// What a batch of child runs did (`pets unified`, `pets analyse init`).
 #[derive(Debug)]
 pub struct RunsOutcome {
+    /// Runs trained by this call.
     pub trained: usize,
+    /// Runs finished before, with the same run fingerprint, and not trained again.
     pub reused: usize,
+    /// Each failed run's folder and why it failed (its log is `train.log` there).
     pub failed: Vec<(PathBuf, String)>,
+    /// The report written.
     pub report: PathBuf,
 }
 
-/// Runs the study; `threads` is the global `--threads` (split between jobs when absent).
+/// Runs the study; `threads` per child run (default: the cores split between the jobs).
 pub fn run_unified(
-    args: &UnifiedArgs,
+    args: &UnifiedOptions,
     cache: &Cache,
     threads: Option<usize>,
 ) -> Result<RunsOutcome, crate::Error> {
@@ -74,14 +74,13 @@ pub fn run_unified(
             &args.runs,
             args.jobs,
             threads,
-            &args.device,
+            args.device,
             args.max_steps,
         )?;
         summary = run_all(&jobs(&chosen, &args.runs, &child), &options);
     }
     let rows = report::collect(&entries, &args.runs, &child);
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    report::write(&args.reports, &plan, &rows, &skipped, &command)?;
+    report::write(&args.reports, &plan, &rows, &skipped, &args.command)?;
     Ok(RunsOutcome {
         trained: summary.trained,
         reused: summary.reused,
