@@ -3,7 +3,7 @@
 
 use crate::backbone::config::BackboneShape;
 use crate::graph::{self, GraphError, Instance};
-use crate::methods::{Attached, Built, Composer, Join, LayerPlan, ParamStore};
+use crate::methods::{Attached, Building, Built, Composer, Join, LayerPlan, ParamStore};
 use crate::spec::{Design, Insertion};
 use candle_core::Result;
 
@@ -49,7 +49,13 @@ fn attach(
     plan: &mut LayerPlan,
 ) -> Result<()> {
     let name = &instance.name;
-    let join = match module.method().build(module, shape, store, name)? {
+    let building = Building {
+        module,
+        shape,
+        store,
+        name,
+    };
+    let join = match module.method().build(building)? {
         Built::Prefix(prefix) => {
             plan.prefix = Some(prefix);
             return Ok(());

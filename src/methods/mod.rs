@@ -70,6 +70,26 @@ pub struct Claim {
     pub why: &'static str,
 }
 
+/// One instance being built: its module, the backbone's shape, the store its tensors go in and
+/// their name prefix (`<label>.layer<i>`).
+pub struct Building<'a> {
+    pub module: &'a Module,
+    pub shape: &'a BackboneShape,
+    pub store: &'a mut ParamStore,
+    pub name: &'a str,
+}
+
+impl Building<'_> {
+    /// The widths the module reads and writes.
+    pub fn widths(&self) -> (usize, usize) {
+        let wiring = self.module.wiring();
+        (
+            self.shape.width(wiring.z_width),
+            self.shape.width(wiring.out_width),
+        )
+    }
+}
+
 /// What a method builds for one layer.
 pub enum Built {
     /// `Δh = f(z)`, joined to `h` by the module's composition.
@@ -130,14 +150,8 @@ pub trait Method {
     /// Trainable parameters of one instance, composition excluded; `z` and `out` are the widths
     /// read and written.
     fn params(&self, module: &Module, shape: &BackboneShape, z: usize, out: usize) -> usize;
-    /// Creates one instance's tensors in `store` under `name` (`<label>.layer<i>`).
-    fn build(
-        &self,
-        module: &Module,
-        shape: &BackboneShape,
-        store: &mut ParamStore,
-        name: &str,
-    ) -> Result<Built>;
+    /// Creates one instance's tensors in `at.store` under `at.name`.
+    fn build(&self, at: Building<'_>) -> Result<Built>;
     /// The form in words (`LoRA r=8 α=16`).
     fn describe(&self) -> String;
     /// How a module's insertion reads in its description (`parallel `).

@@ -123,12 +123,12 @@ impl StudyPlan<'_> {
         })
     }
 
-    fn search_step(
+    /// Each live search trial's generation (by trial number), and the trials grouped by
+    /// generation, each group in trial order.
+    pub(super) fn by_generation<'r>(
         &self,
-        live: &[&TrialRow],
-        rows: &[TrialRow],
-        now: f64,
-    ) -> Result<SearchStep, SearchError> {
+        live: &[&'r TrialRow],
+    ) -> (HashMap<usize, usize>, HashMap<usize, Vec<&'r TrialRow>>) {
         let mut search: Vec<&TrialRow> = live
             .iter()
             .copied()
@@ -137,11 +137,21 @@ impl StudyPlan<'_> {
         search.sort_by_key(|t| t.number);
         let generation = self.layout.membership(&search);
         let mut by_generation: HashMap<usize, Vec<&TrialRow>> = HashMap::new();
-        for t in &search {
+        for t in search {
             if let Some(&g) = generation.get(&t.number) {
                 by_generation.entry(g).or_default().push(t);
             }
         }
+        (generation, by_generation)
+    }
+
+    fn search_step(
+        &self,
+        live: &[&TrialRow],
+        rows: &[TrialRow],
+        now: f64,
+    ) -> Result<SearchStep, SearchError> {
+        let (generation, mut by_generation) = self.by_generation(live);
         let out_of_time = self.limits.out_of_time(rows, now);
         for (g, size) in self.layout.sizes().enumerate() {
             let members = by_generation.remove(&g).unwrap_or_default();

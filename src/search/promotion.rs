@@ -49,7 +49,7 @@ use super::fidelity::promotion_order;
 use super::plan::{points, SearchStep, StudyPlan};
 use super::store::{TrialKind, TrialRow};
 use super::{SearchError, TrialState};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -161,19 +161,7 @@ impl StudyPlan<'_> {
         if self.limits.out_of_time(rows, now) {
             return Ok(SearchStep::Over);
         }
-        let mut search: Vec<&TrialRow> = live
-            .iter()
-            .copied()
-            .filter(|t| t.kind == TrialKind::Search)
-            .collect();
-        search.sort_by_key(|t| t.number);
-        let generation = self.layout.membership(&search);
-        let mut by_generation: HashMap<usize, Vec<&TrialRow>> = HashMap::new();
-        for t in &search {
-            if let Some(&g) = generation.get(&t.number) {
-                by_generation.entry(g).or_default().push(t);
-            }
-        }
+        let (generation, mut by_generation) = self.by_generation(live);
         let eta = self.layout.eta;
         let mut pending = false;
         for (g, size) in self.layout.sizes().enumerate() {

@@ -5,7 +5,7 @@ mod module;
 
 pub use module::{activate, Bottleneck, HeadsBottleneck};
 
-use super::{pair_fills, Built, Method, MethodChoice, ParamStore, Refusal, WidthKnob};
+use super::{pair_fills, Building, Built, Method, MethodChoice, Refusal, WidthKnob};
 use crate::backbone::config::BackboneShape;
 use crate::sites::{Insertion, Site};
 use crate::spec::{Form, Module};
@@ -76,13 +76,14 @@ impl Method for BottleneckConfig {
         }
     }
 
-    fn build(
-        &self,
-        module: &Module,
-        shape: &BackboneShape,
-        store: &mut ParamStore,
-        name: &str,
-    ) -> Result<Built> {
+    fn build(&self, at: Building<'_>) -> Result<Built> {
+        let (z, out) = at.widths();
+        let Building {
+            module,
+            shape,
+            store,
+            name,
+        } = at;
         if module.site == Site::AttentionHeads {
             let dims = (shape.hidden, shape.heads, self.r);
             let parallel = module.insertion == Insertion::Parallel;
@@ -90,8 +91,6 @@ impl Method for BottleneckConfig {
                 HeadsBottleneck::new(store, name, dims, parallel, self.activation, module.init)?;
             return Ok(Built::Delta(Box::new(heads)));
         }
-        let wiring = module.wiring();
-        let (z, out) = (shape.width(wiring.z_width), shape.width(wiring.out_width));
         let fills = pair_fills(module.init, z);
         let bottleneck = Bottleneck::new(store, name, (z, self.r, out), self.activation, fills)?;
         Ok(Built::Delta(Box::new(bottleneck)))

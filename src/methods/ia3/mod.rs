@@ -1,7 +1,7 @@
 //! IA³ (Liu et al., 2022): learned vectors rescaling a site's value in place — in the paper the
 //! keys, the values and the FFN's activation after its nonlinearity.
 
-use super::{Built, Fill, Method, MethodChoice, ParamStore, Refusal, WidthKnob};
+use super::{Building, Built, Fill, Method, MethodChoice, Refusal, WidthKnob};
 use crate::backbone::config::BackboneShape;
 use crate::sites::{Insertion, Site};
 use crate::spec::{Composition, Form, Init, Module};
@@ -51,14 +51,14 @@ impl Method for Ia3 {
         out
     }
 
-    fn build(
-        &self,
-        module: &Module,
-        shape: &BackboneShape,
-        store: &mut ParamStore,
-        name: &str,
-    ) -> Result<Built> {
-        let width = shape.width(module.wiring().out_width);
+    fn build(&self, at: Building<'_>) -> Result<Built> {
+        let (_, width) = at.widths();
+        let Building {
+            module,
+            store,
+            name,
+            ..
+        } = at;
         let fill = match module.init {
             // Ones: a fresh module leaves the model unchanged.
             Init::Default => Fill::Const(1.0),

@@ -4,7 +4,7 @@ mod module;
 
 pub use module::Lora;
 
-use super::{pair_fills, Built, Claim, Method, MethodChoice, ParamStore, Refusal, WidthKnob};
+use super::{pair_fills, Building, Built, Claim, Method, MethodChoice, Refusal, WidthKnob};
 use crate::backbone::config::BackboneShape;
 use crate::sites::{Insertion, Site};
 use crate::spec::{Form, Module};
@@ -65,15 +65,14 @@ impl Method for LoraConfig {
         z * self.r + self.r * out
     }
 
-    fn build(
-        &self,
-        module: &Module,
-        shape: &BackboneShape,
-        store: &mut ParamStore,
-        name: &str,
-    ) -> Result<Built> {
-        let wiring = module.wiring();
-        let (z, out) = (shape.width(wiring.z_width), shape.width(wiring.out_width));
+    fn build(&self, at: Building<'_>) -> Result<Built> {
+        let (z, out) = at.widths();
+        let Building {
+            module,
+            store,
+            name,
+            ..
+        } = at;
         let fills = pair_fills(module.init, z);
         let lora = Lora::new(store, name, (z, self.r, out), self.alpha, fills)?;
         Ok(Built::Delta(Box::new(lora)))

@@ -5,7 +5,7 @@ mod module;
 
 pub use module::{Prefix, PrefixParams};
 
-use super::{Built, Claim, Method, MethodChoice, ParamStore, Refusal, WidthKnob};
+use super::{Building, Built, Claim, Method, MethodChoice, Refusal, WidthKnob};
 use crate::backbone::config::BackboneShape;
 use crate::sites::{Insertion, Point, Site, Width, Wiring};
 use crate::spec::{Composition, Form, Init, Module};
@@ -100,13 +100,13 @@ impl Method for PrefixConfig {
         }
     }
 
-    fn build(
-        &self,
-        module: &Module,
-        shape: &BackboneShape,
-        store: &mut ParamStore,
-        name: &str,
-    ) -> Result<Built> {
+    fn build(&self, at: Building<'_>) -> Result<Built> {
+        let Building {
+            module,
+            shape,
+            store,
+            name,
+        } = at;
         let dims = (shape.hidden, shape.heads, self.l);
         let prefix = Prefix::new(store, name, dims, self.reparam, module.init)?;
         Ok(Built::Prefix(prefix))
