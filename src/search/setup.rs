@@ -8,7 +8,7 @@ use super::generations::Layout;
 use super::plan::StudyPlan;
 use super::report::ReportContext;
 use super::sampler::check_feasible;
-use super::study::{settings_fingerprint, Protocol, SearchSettings, DETERMINISM};
+use super::study::{determinism, settings_fingerprint, Protocol, SearchSettings};
 use super::{SearchError, SearchSpace};
 use crate::backbone::config::{BackboneShape, BertConfig};
 use crate::methods::fit::{fit_to_budget, Fit};
@@ -149,7 +149,7 @@ impl PreparedStudy {
                     full_steps,
                 ),
                 generations,
-                DETERMINISM.to_string(),
+                determinism(s.promotion),
             ],
             // Set by the worker, which knows the store and the run folders.
             export_args: Vec::new(),

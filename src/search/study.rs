@@ -100,6 +100,19 @@ pub const DETERMINISM: &str = "Determinism: on the CPU the same seeds (`--seed`,
     under its number), and trial numbers where, with `--jobs` > 1 or several workers, trials are \
     trained at once (numbered as they start). Other devices may differ in the last digits.";
 
+/// What a rerun reproduces under `promotion`: [`DETERMINISM`], and under the asynchronous rule
+/// with several claim loops, that the designs too depend on the order trials end in.
+pub fn determinism(promotion: super::promotion::Promotion) -> String {
+    match promotion {
+        super::promotion::Promotion::Sync => DETERMINISM.to_string(),
+        super::promotion::Promotion::Async => format!(
+            "{DETERMINISM} Under `--promotion async` with `--jobs` > 1 or several workers, the \
+             designs too depend on the order trials end in (proposals see what has completed so \
+             far); one claim loop stays reproducible."
+        ),
+    }
+}
+
 /// The training protocol a study was run under, stored with it so a trial can be retrained
 /// (`pets export --study S --trial N --retrain`) exactly as the study trained it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
