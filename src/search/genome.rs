@@ -2,6 +2,7 @@
 //! space fitted to one backbone, and sampling, mutation, crossover, decoding and encoding.
 
 use super::error::SearchError;
+use super::rate::is_point;
 use super::space::{ModuleOption, SearchSpace};
 use super::width::WidthDomain;
 use crate::backbone::config::BackboneShape;
@@ -276,9 +277,27 @@ impl<'a> Fitted<'a> {
                 slots.push(None);
                 continue;
             }
-            let gene = self.usable[s]
+            let lr = design.learning_rate;
+            let genes: Vec<Gene> = self.usable[s]
                 .iter()
-                .find_map(|&o| self.match_option(s, o, &mods, design.learning_rate))?;
+                .filter_map(|&o| self.match_option(s, o, &mods, lr))
+                .collect();
+            // Two options may build the same modules (α = 2·r against α = 16 at r = 8) with other
+            // rate choices: while no earlier slot decides the rate, prefer one whose rates hold it.
+            let decided = slots
+                .iter()
+                .enumerate()
+                .any(|(s, g): (usize, &Option<Gene>)| {
+                    g.as_ref()
+                        .is_some_and(|g| !self.options[s][g.option].rates.is_empty())
+                });
+            let holds = |g: &&Gene| {
+                let rates = &self.options[s][g.option].rates;
+                decided
+                    || rates.is_empty()
+                    || lr.is_some_and(|lr| is_point(rates, g.learning_rate, lr))
+            };
+            let gene = genes.iter().find(holds).or(genes.first())?.clone();
             slots.push(Some(gene));
         }
         let same_parts = |parts: &Vec<crate::spec::BackbonePart>| {
@@ -296,7 +315,7 @@ impl<'a> Fitted<'a> {
             (Some(s), lr) => {
                 let gene = genome.slots[s].as_ref()?;
                 let rates = &self.options[s][gene.option].rates;
-                if !super::rate::is_point(rates, gene.learning_rate, lr?) {
+                if !is_point(rates, gene.learning_rate, lr?) {
                     return None;
                 }
             }
@@ -395,6 +414,6 @@ fn fit(o: &ModuleOption, shape: &BackboneShape) -> FitOption {
         layers,
         layer_counts,
         compositions: o.compositions(),
-        rates: o.learning_rate.as_ref().map_or_else(Vec::new, |c| c.grid()),
+        rates: o.learning_rate.grid(),
     }
 }

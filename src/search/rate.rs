@@ -13,8 +13,12 @@ pub const STEPS_PER_DECADE: f64 = 8.0;
 const SAME_RATE: f64 = 1e-9;
 
 /// The learning rates a module option may train with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum LrChoice {
+    /// No choice of its own: the space's top-level `learning_rate`, else the trainer's default
+    /// (or `--lr`). What an option without `learning_rate` means.
+    #[default]
+    Inherit,
     /// Exactly these rates.
     List(Vec<f64>),
     /// Rates in `min..=max` drawn log-uniformly: the range cut into equal log steps
@@ -23,10 +27,16 @@ pub enum LrChoice {
 }
 
 impl LrChoice {
+    /// Whether the option leaves the rate to the space or the trainer (written as nothing).
+    pub fn is_inherit(&self) -> bool {
+        *self == LrChoice::Inherit
+    }
+
     /// The rule every choice keeps: rates positive and finite, a list non-empty, `min ≤ max`.
     pub fn check(&self) -> Result<(), String> {
         let bad = |v: &f64| !(v.is_finite() && *v > 0.0);
         match self {
+            LrChoice::Inherit => Ok(()),
             LrChoice::List(v) if v.is_empty() => Err("lists no choice".into()),
             LrChoice::List(v) => match v.iter().find(|x| bad(x)) {
                 Some(x) => Err(format!("{x} must be positive and finite")),
@@ -39,10 +49,11 @@ impl LrChoice {
         }
     }
 
-    /// The rates, ascending and distinct; a range's ends are exactly `min` and `max`. Empty only
-    /// for a choice [`LrChoice::check`] refuses.
+    /// The rates, ascending and distinct; a range's ends are exactly `min` and `max`. Empty for
+    /// `Inherit` and a range [`LrChoice::check`] refuses.
     pub fn grid(&self) -> Vec<f64> {
         match self {
+            LrChoice::Inherit => Vec::new(),
             LrChoice::List(v) => {
                 let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
                 v.sort_by(f64::total_cmp);
@@ -166,5 +177,6 @@ mod tests {
             );
         }
         assert!(LrChoice::LogRange(1e-4, 1e-4).check().is_ok());
+        assert!(LrChoice::Inherit.check().is_ok() && LrChoice::Inherit.grid().is_empty());
     }
 }

@@ -76,9 +76,9 @@ pub struct ModuleOption {
     pub init: Vec<Init>,
     /// Learning-rate choices, `List([…])` or `LogRange(min, max)` (log-uniform). A design trains
     /// with one rate: that of its module from the first slot (in slot order) whose option sets
-    /// one; when none does, the space's top-level `learning_rate` choice. Default: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub learning_rate: Option<LrChoice>,
+    /// one; when none does, the space's top-level `learning_rate` choice. Default `Inherit`.
+    #[serde(default, skip_serializing_if = "LrChoice::is_inherit")]
+    pub learning_rate: LrChoice,
 }
 
 /// One composition choice; lists inside expand into one choice per value.
@@ -345,10 +345,7 @@ fn check_option(o: &ModuleOption) -> Result<(), (&'static str, String)> {
         _ => {}
     }
     check_layers_and_init(o)?;
-    match &o.learning_rate {
-        Some(lr) => lr.check().map_err(|m| ("learning_rate", m)),
-        None => Ok(()),
-    }
+    o.learning_rate.check().map_err(|m| ("learning_rate", m))
 }
 
 /// The layer and init choices' rules.
