@@ -2,7 +2,6 @@
 //! space fitted to one backbone, and sampling, mutation, crossover, decoding and encoding.
 
 use super::error::SearchError;
-use super::rate::is_point;
 use super::space::{ModuleOption, SearchSpace};
 use super::width::WidthDomain;
 use crate::backbone::config::BackboneShape;
@@ -282,22 +281,7 @@ impl<'a> Fitted<'a> {
                 .iter()
                 .filter_map(|&o| self.match_option(s, o, &mods, lr))
                 .collect();
-            // Two options may build the same modules (α = 2·r against α = 16 at r = 8) with other
-            // rate choices: while no earlier slot decides the rate, prefer one whose rates hold it.
-            let decided = slots
-                .iter()
-                .enumerate()
-                .any(|(s, g): (usize, &Option<Gene>)| {
-                    g.as_ref()
-                        .is_some_and(|g| !self.options[s][g.option].rates.is_empty())
-                });
-            let holds = |g: &&Gene| {
-                let rates = &self.options[s][g.option].rates;
-                decided
-                    || rates.is_empty()
-                    || lr.is_some_and(|lr| is_point(rates, g.learning_rate, lr))
-            };
-            let gene = genes.iter().find(holds).or(genes.first())?.clone();
+            let gene = self.rate_preferred(&slots, genes, lr)?;
             slots.push(Some(gene));
         }
         let same_parts = |parts: &Vec<crate::spec::BackbonePart>| {
@@ -310,21 +294,7 @@ impl<'a> Fitted<'a> {
             unfreeze,
             learning_rate: 0,
         };
-        match (self.rate_slot(&genome), design.learning_rate) {
-            // The module's own gene holds the rate (matched there); the space's choice is inert.
-            (Some(s), lr) => {
-                let gene = genome.slots[s].as_ref()?;
-                let rates = &self.options[s][gene.option].rates;
-                if !is_point(rates, gene.learning_rate, lr?) {
-                    return None;
-                }
-            }
-            (None, None) if self.space.learning_rate.is_empty() => {}
-            (None, None) => return None,
-            (None, Some(lr)) => {
-                genome.learning_rate = self.space.learning_rate.iter().position(|x| *x == lr)?;
-            }
-        }
+        genome.learning_rate = self.encode_rate(&genome, design.learning_rate)?;
         (claimed == design.modules.len() && genome.slots.iter().any(Option::is_some))
             .then_some(genome)
     }

@@ -1,7 +1,7 @@
 //! Learning-rate choices of a module option: a list or a log range, laid out as an ascending grid
 //! of rates that genes index, draws pick uniformly and mutation walks one step at a time.
 
-use super::genome::{Fitted, Genome};
+use super::genome::{Fitted, Gene, Genome};
 use serde::{Deserialize, Serialize};
 
 /// Grid points per decade of a [`LrChoice::LogRange`]: 8 makes neighbours ≈ 1.33× apart, finer
@@ -116,6 +116,43 @@ impl Fitted<'_> {
                 rates.get(gene.learning_rate.min(rates.len() - 1)).copied()
             }
             None => self.space.learning_rate.get(g.learning_rate).copied(),
+        }
+    }
+
+    /// Of the genes of a slot's options that build its modules (two options may build the same
+    /// ones, α = 2·r against α = 16 at r = 8, with other rate choices), the one to encode: while
+    /// no earlier slot (`before`) decides the rate, the first whose rates hold `lr`; else the first.
+    pub(super) fn rate_preferred(
+        &self,
+        before: &[Option<Gene>],
+        genes: Vec<Gene>,
+        lr: Option<f64>,
+    ) -> Option<Gene> {
+        let decided = before.iter().enumerate().any(|(s, g)| {
+            g.as_ref()
+                .is_some_and(|g| !self.options[s][g.option].rates.is_empty())
+        });
+        let slot = before.len();
+        let holds = |g: &&Gene| {
+            let rates = &self.options[slot][g.option].rates;
+            decided || rates.is_empty() || lr.is_some_and(|lr| is_point(rates, g.learning_rate, lr))
+        };
+        genes.iter().find(holds).or(genes.first()).cloned()
+    }
+
+    /// The genome's index into the space's top-level `learning_rate` for a design's rate `lr`
+    /// (0 where a module's gene decides it), or `None` when the genome cannot carry `lr`.
+    pub(super) fn encode_rate(&self, g: &Genome, lr: Option<f64>) -> Option<usize> {
+        match (self.rate_slot(g), lr) {
+            // The module's own gene holds the rate (matched there); the space's choice is inert.
+            (Some(s), lr) => {
+                let gene = g.slots[s].as_ref()?;
+                let rates = &self.options[s][gene.option].rates;
+                is_point(rates, gene.learning_rate, lr?).then_some(0)
+            }
+            (None, None) if self.space.learning_rate.is_empty() => Some(0),
+            (None, None) => None,
+            (None, Some(lr)) => self.space.learning_rate.iter().position(|x| *x == lr),
         }
     }
 }
