@@ -197,7 +197,7 @@ fn reports_render_the_hand_computed_front() {
     assert_eq!(all.len(), 12);
     let text = std::fs::read_to_string(dir.join("trials.csv")).unwrap();
     assert_eq!(text.lines().count(), 13, "header + one line per trial");
-    assert!(text.starts_with("number,kind,label,state,rung,fidelity,parent,seed,params,percent,accuracy,test_accuracy,seconds,canonical,design,error\n"));
+    assert!(text.starts_with("number,kind,label,state,rung,fidelity,parent,seed,params,percent,accuracy,test_accuracy,seconds,canonical,design,error,learning_rate\n"));
     assert_eq!(column(&all, 3)[5..7], ["failed", "pruned"]);
     assert_eq!(&all[5][15], "NaN loss, at step 3");
     assert_eq!(&all[9][2], "houlsby");

@@ -99,6 +99,7 @@ impl Fitted<'_> {
                                 width,
                                 layers,
                                 init: 0,
+                                learning_rate: 0,
                             };
                             probe.slots[slot] = Some(gene);
                             let cost = self.gene_cost(slot, &probe);

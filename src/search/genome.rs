@@ -27,6 +27,8 @@ pub struct Gene {
     pub layers: usize,
     /// Index into the option's `init`.
     pub init: usize,
+    /// Index into the option's learning-rate grid ([`FitOption::rates`]); 0 when it has none.
+    pub learning_rate: usize,
 }
 
 /// A point of the space: one optional gene per slot and the space-level choices.
@@ -36,7 +38,8 @@ pub struct Genome {
     pub slots: Vec<Option<Gene>>,
     /// Index into the space's `unfreeze`.
     pub unfreeze: usize,
-    /// Index into the space's `learning_rate` (0 when the list is empty).
+    /// Index into the space's `learning_rate` (0 when the list is empty); inert when a module's
+    /// option chooses the rate (see [`Fitted::rate_slot`]).
     pub learning_rate: usize,
 }
 
@@ -50,6 +53,8 @@ pub struct FitOption {
     /// Layer count per layer choice (0 where it does not fit).
     pub layer_counts: Vec<usize>,
     pub compositions: Vec<Option<Composition>>,
+    /// The option's learning rates, ascending; empty when it chooses none.
+    pub rates: Vec<f64>,
 }
 
 impl FitOption {
@@ -176,6 +181,11 @@ impl<'a> Fitted<'a> {
             width,
             layers: pick(rng, &fit.layer_choices()),
             init: rng.random_range(0..o.init.len()),
+            // Drawn only where there is a choice, so spaces without one draw as they always did.
+            learning_rate: match fit.rates.len() {
+                0 => 0,
+                n => rng.random_range(0..n),
+            },
         }
     }
 
@@ -238,7 +248,7 @@ impl<'a> Fitted<'a> {
             name: String::new(),
             modules,
             unfreeze: self.space.unfreeze[genome.unfreeze].clone(),
-            learning_rate: self.space.learning_rate.get(genome.learning_rate).copied(),
+            learning_rate: self.rate(genome),
         }
     }
 
@@ -266,9 +276,12 @@ impl<'a> Fitted<'a> {
                 slots.push(None);
                 continue;
             }
-            let gene = self.usable[s]
+            let lr = design.learning_rate;
+            let genes: Vec<Gene> = self.usable[s]
                 .iter()
-                .find_map(|&o| self.match_option(s, o, &mods))?;
+                .filter_map(|&o| self.match_option(s, o, &mods, lr))
+                .collect();
+            let gene = self.rate_preferred(&slots, genes, lr)?;
             slots.push(Some(gene));
         }
         let same_parts = |parts: &Vec<crate::spec::BackbonePart>| {
@@ -276,19 +289,25 @@ impl<'a> Fitted<'a> {
                 && parts.iter().all(|p| design.unfreeze.contains(p))
         };
         let unfreeze = self.space.unfreeze.iter().position(same_parts)?;
-        let learning_rate = match design.learning_rate {
-            None if self.space.learning_rate.is_empty() => 0,
-            None => return None,
-            Some(lr) => self.space.learning_rate.iter().position(|x| *x == lr)?,
-        };
-        (claimed == design.modules.len() && slots.iter().any(Option::is_some)).then_some(Genome {
+        let mut genome = Genome {
             slots,
             unfreeze,
-            learning_rate,
-        })
+            learning_rate: 0,
+        };
+        genome.learning_rate = self.encode_rate(&genome, design.learning_rate)?;
+        (claimed == design.modules.len() && genome.slots.iter().any(Option::is_some))
+            .then_some(genome)
     }
 
-    fn match_option(&self, slot: usize, option: usize, mods: &[&Module]) -> Option<Gene> {
+    /// The gene of one option for a slot's modules; a rate choice of the option takes the grid
+    /// point nearest the design's rate (`encode` checks it where the gene decides the rate).
+    fn match_option(
+        &self,
+        slot: usize,
+        option: usize,
+        mods: &[&Module],
+        lr: Option<f64>,
+    ) -> Option<Gene> {
         let o = &self.space.slots[slot].options[option];
         let fit = &self.options[slot][option];
         let first = mods[0];
@@ -327,6 +346,7 @@ impl<'a> Fitted<'a> {
             width,
             layers,
             init,
+            learning_rate: lr.map_or(0, |lr| super::rate::nearest(&fit.rates, lr)),
         };
         gene.width = self.domain(slot, &gene)?.snap(width);
         Some(gene)
@@ -364,5 +384,6 @@ fn fit(o: &ModuleOption, shape: &BackboneShape) -> FitOption {
         layers,
         layer_counts,
         compositions: o.compositions(),
+        rates: o.learning_rate.grid(),
     }
 }

@@ -15,6 +15,7 @@ pub mod operators;
 pub mod pareto;
 pub mod plan;
 pub mod promotion;
+pub mod rate;
 
 use serde::{Deserialize, Serialize};
 

@@ -20,6 +20,8 @@ enum Dim {
     Composition(usize),
     Layers(usize),
     Init(usize),
+    /// The learning rate of the slot that decides it ([`Fitted::rate_slot`]).
+    Rate(usize),
     Unfreeze,
     LearningRate,
 }
@@ -64,14 +66,22 @@ impl Fitted<'_> {
         if self.space.unfreeze.len() > 1 {
             dims.push(Dim::Unfreeze);
         }
-        if self.space.learning_rate.len() > 1 {
-            dims.push(Dim::LearningRate);
+        // Only the rate that decides the design is a dimension: the others are inert.
+        match self.rate_slot(g) {
+            Some(s) => {
+                let gene = g.slots[s].as_ref().map_or(0, |gene| gene.option);
+                if self.options[s][gene].rates.len() > 1 {
+                    dims.push(Dim::Rate(s));
+                }
+            }
+            None if self.space.learning_rate.len() > 1 => dims.push(Dim::LearningRate),
+            None => {}
         }
         dims
     }
 
-    /// Changes one dimension of one slot, toggles an optional slot, or nudges a width by one log
-    /// step; a space with a single point returns `g` unchanged.
+    /// Changes one dimension of one slot, toggles an optional slot, or nudges a width or a
+    /// module's learning rate by one log step; a space with a single point returns `g` unchanged.
     pub fn mutate(&self, g: &Genome, rng: &mut impl Rng) -> Genome {
         let mut g = g.clone();
         let dims = self.dims(&g);
@@ -103,7 +113,8 @@ impl Fitted<'_> {
             | Dim::Insertion(s)
             | Dim::Composition(s)
             | Dim::Layers(s)
-            | Dim::Init(s) => s,
+            | Dim::Init(s)
+            | Dim::Rate(s) => s,
         };
         let Some(mut gene) = g.slots[slot].clone() else {
             return g;
@@ -117,10 +128,16 @@ impl Fitted<'_> {
                     .filter(|o| *o != gene.option)
                     .collect();
                 let old = gene.width;
+                let old_rate = fit.rates.get(gene.learning_rate).copied();
                 gene = self.sample_gene(s, pick(rng, &choices), rng);
-                // Keep the width where the new option allows it: a local move, not a restart.
+                // Keep the width (and rate) where the new option allows it: a local move, not a
+                // restart.
                 if let Some(d) = self.domain(s, &gene) {
                     gene.width = d.snap(old);
+                }
+                if let Some(lr) = old_rate {
+                    let rates = &self.options[s][gene.option].rates;
+                    gene.learning_rate = super::rate::nearest(rates, lr);
                 }
             }
             Dim::Form(_) => gene.form = other(rng, o.form.variants(), gene.form),
@@ -155,6 +172,18 @@ impl Fitted<'_> {
                 gene.layers = pick(rng, &choices);
             }
             Dim::Init(_) => gene.init = other(rng, o.init.len(), gene.init),
+            Dim::Rate(_) => {
+                // One grid step up or down, turning back at the ends (dims saw two points).
+                let (last, i) = (fit.rates.len().saturating_sub(1), gene.learning_rate);
+                let up = rng.random_bool(0.5);
+                gene.learning_rate = if last == 0 {
+                    0
+                } else if (up && i < last) || i == 0 {
+                    i + 1
+                } else {
+                    i.min(last) - 1
+                };
+            }
             Dim::Toggle(_) | Dim::Unfreeze | Dim::LearningRate => {}
         }
         g.slots[slot] = Some(gene);

@@ -2,6 +2,7 @@
 //! dimension, parsed with `file:line:col` errors and validated with errors naming slot/option/field.
 
 use super::error::SearchError;
+pub use super::rate::LrChoice;
 pub use crate::methods::bottleneck::BottleneckChoice;
 pub use crate::methods::lora::{AlphaChoice, LoraChoice};
 pub use crate::methods::prefix::PrefixChoice;
@@ -25,7 +26,8 @@ pub struct SearchSpace {
     #[serde(default = "no_unfreeze")]
     pub unfreeze: Vec<Vec<BackbonePart>>,
     /// Choices of the learning rate written into each design; empty (the default) writes none, so
-    /// the trainer's default or `--lr` applies.
+    /// the trainer's default or `--lr` applies. A design whose modules' options choose a rate
+    /// (`ModuleOption::learning_rate`) takes that one instead.
     #[serde(default)]
     pub learning_rate: Vec<f64>,
 }
@@ -72,6 +74,11 @@ pub struct ModuleOption {
     /// Initialisation choices. Default `[Default]`.
     #[serde(default = "default_init")]
     pub init: Vec<Init>,
+    /// Learning-rate choices, `List([…])` or `LogRange(min, max)` (log-uniform). A design trains
+    /// with one rate: that of its module from the first slot (in slot order) whose option sets
+    /// one; when none does, the space's top-level `learning_rate` choice. Default `Inherit`.
+    #[serde(default, skip_serializing_if = "LrChoice::is_inherit")]
+    pub learning_rate: LrChoice,
 }
 
 /// One composition choice; lists inside expand into one choice per value.
@@ -221,7 +228,8 @@ impl SearchSpace {
             .iter()
             .find(|v| !(v.is_finite() && **v > 0.0))
         {
-            return Err(err(top("learning_rate"), format!("{lr} must be positive")));
+            let msg = format!("{lr} must be positive and finite");
+            return Err(err(top("learning_rate"), msg));
         }
         for (s, slot) in self.slots.iter().enumerate() {
             let at = format!("slot {}", slot.name);
@@ -336,7 +344,8 @@ fn check_option(o: &ModuleOption) -> Result<(), (&'static str, String)> {
         }
         _ => {}
     }
-    check_layers_and_init(o)
+    check_layers_and_init(o)?;
+    o.learning_rate.check().map_err(|m| ("learning_rate", m))
 }
 
 /// The layer and init choices' rules.

@@ -149,6 +149,31 @@ fn semantic_errors_name_slot_option_and_field() {
             "]), Slot(name: \"a\", options: [])])",
             "slot a: two slots have this name",
         ),
+        (
+            "width: LogRange(1, 8)",
+            "width: LogRange(1, 8), learning_rate: LogRange(0.0, 1e-3)",
+            "slot a, option 0 (lora): field `learning_rate`: LogRange(0e0, 1e-3) needs positive",
+        ),
+        (
+            "width: LogRange(1, 8)",
+            "width: LogRange(1, 8), learning_rate: LogRange(1e-3, 1e-4)",
+            "field `learning_rate`: LogRange(1e-3, 1e-4) needs positive, finite min ≤ max",
+        ),
+        (
+            "width: LogRange(1, 8)",
+            "width: LogRange(1, 8), learning_rate: LogRange(1e-4, inf)",
+            "field `learning_rate`",
+        ),
+        (
+            "width: LogRange(1, 8)",
+            "width: LogRange(1, 8), learning_rate: List([])",
+            "field `learning_rate`: lists no choice",
+        ),
+        (
+            "width: LogRange(1, 8)",
+            "width: LogRange(1, 8), learning_rate: List([1e-3, -1e-3])",
+            "field `learning_rate`: -0.001 must be positive and finite",
+        ),
     ];
     for (from, to, expected) in cases {
         assert!(GOOD.contains(from), "{from}");
@@ -203,4 +228,22 @@ fn composition_lists_expand_into_choices() {
         Some(Gated),
     ];
     assert_eq!(c, expected);
+}
+
+#[test]
+fn a_module_learning_rate_parses_and_defaults_to_inherit() {
+    let space = SearchSpace::from_ron(GOOD, "t.ron").unwrap();
+    assert_eq!(space.slots[0].options[0].learning_rate, LrChoice::Inherit);
+    for (written, parsed) in [
+        ("LogRange(1e-4, 3e-3)", LrChoice::LogRange(1e-4, 3e-3)),
+        ("List([3e-4, 1e-3])", LrChoice::List(vec![3e-4, 1e-3])),
+    ] {
+        let text = GOOD.replace("width:", &format!("learning_rate: {written}, width:"));
+        let space = SearchSpace::from_ron(&text, "t.ron").unwrap();
+        assert_eq!(space.slots[0].options[0].learning_rate, parsed);
+    }
+    // The top-level list of the older format still parses beside it.
+    let text = GOOD.replace("])])", "])], learning_rate: [5e-4])");
+    let space = SearchSpace::from_ron(&text, "t.ron").unwrap();
+    assert_eq!(space.learning_rate, vec![5e-4]);
 }

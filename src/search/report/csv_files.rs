@@ -1,4 +1,5 @@
-//! `pareto.csv` and `trials.csv`: the front and every trial as CSV rows (dev and test accuracy).
+//! `pareto.csv` and `trials.csv`: the front and every trial as CSV rows (dev and test accuracy;
+//! for trials also the learning rate each trained with).
 
 use super::{design_in_words, over, percent, Front, Rendering, ReportContext};
 use crate::search::confirm::test_accuracy;
@@ -66,6 +67,8 @@ pub(crate) fn trials_csv(ctx: &ReportContext, trials: &[TrialRow]) -> Result<Vec
         "canonical",
         "design",
         "error",
+        // Last, so readers of the older columns by position keep working.
+        "learning_rate",
     ];
     let rows = trials.iter().map(|t| {
         vec![
@@ -87,7 +90,19 @@ pub(crate) fn trials_csv(ctx: &ReportContext, trials: &[TrialRow]) -> Result<Vec
             t.canonical.clone(),
             design_in_words(&t.design),
             t.error.clone().unwrap_or_default(),
+            opt(used_rate(t)),
         ]
     });
     csv_bytes(&header, rows.collect())
+}
+
+/// The rate a trial trained with, as its run recorded it; before it finishes (or when it failed),
+/// the design's own rate where it has one. Empty when neither is known: the trainer's default or
+/// `--lr` applies.
+fn used_rate(t: &TrialRow) -> Option<f64> {
+    let recorded = t
+        .metrics
+        .as_ref()
+        .and_then(|m| m.get("learning_rate")?.as_f64());
+    recorded.or(t.design.learning_rate)
 }
