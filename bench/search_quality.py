@@ -160,11 +160,17 @@ def main():
     ap.add_argument("--stores", required=True)
     ap.add_argument("--confirmed", required=True, help="folder of <study>/confirmed.csv")
     ap.add_argument("--out", required=True, help="writes OUT/search-quality.md, OUT/search-quality/")
-    ap.add_argument("--device", default="?")
+    ap.add_argument("--device", help="default: the nvidia-smi line of quality.log beside --stores")
     ap.add_argument("--jobs", default="2")
-    ap.add_argument("--version", default="")
+    ap.add_argument("--version", help="default: the `pets --version` line of that log")
     ap.add_argument("--found", help="also write the 2 best confirmed designs (mean dev) here as RON")
     args = ap.parse_args()
+    log = os.path.join(os.path.dirname(os.path.normpath(args.stores)), "quality.log")
+    lines = open(log).read().splitlines() if os.path.exists(log) else []
+    if args.device is None:
+        args.device = next((l for l in lines if "MiB" in l), "?")
+    if args.version is None:
+        args.version = next((l for l in lines if l.startswith("pets ")), "pets")
 
     studies = []
     for f in sorted(os.listdir(args.stores)):

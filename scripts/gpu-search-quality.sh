@@ -10,8 +10,12 @@
 # `cp .gpu/a/* /tmp/`; 2. carry [".gpu/b", ".gpu/bin"], command `bash scripts/gpu-search-quality.sh`.
 # The studies live in /tmp/pets-quality on the GPU machine: if a call ends first (LIMIT seconds,
 # default 520), the same command again resumes every unfinished study while the machine is warm.
-# Output: $OUT/quality.log, $OUT/stores/<study>.sqlite, $OUT/reports/<study>/ and
-# $OUT/search-quality/ (commit the last as reports/search-quality.md and reports/search-quality/).
+# Output: $OUT/quality.log, $OUT/stores/<study>.sqlite, $OUT/reports/<study>/, $OUT/report/ and,
+# as the device returns only a few files a call, all of it in $OUT/quality.tgz. Commit
+# quality.log and stores/ under reports/search-quality/, each study's pareto.md, confirmed.csv,
+# trials.csv and hypervolume.svg under reports/search-quality/studies/<study>/, then rerun
+# bench/search_quality.py as the report's header says (`--found search_spaces/found` also writes
+# the two best confirmed designs for the unified-view plan).
 # PETS (a binary) and QUALITY_ARGS (extra `pets search` flags) let a CPU dry run use a tiny model.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,10 +72,9 @@ mkdir -p "$out/stores" "$out/reports" "$out/logs"
 cp "$work"/stores/*.sqlite "$out/stores/"
 cp -r "$work"/reports/* "$out/reports/"
 cp "$work"/logs/*.log "$out/logs/"
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 python3 bench/search_quality.py --stores "$out/stores" --confirmed "$out/reports" \
-    --out "$out/report" --device "${gpu:-$device}" --jobs "${JOBS:-2}" \
-    --version "$("$PETS" --version 2>/dev/null)"
+    --out "$out/report" --jobs "${JOBS:-2}"
 status=$?
 [ "$status" = 0 ] || failed=1
+tar czf "$out/quality.tgz" -C "$out" quality.log stores reports logs report
 exit "$failed"
