@@ -140,11 +140,13 @@ fn differences(md: &mut String, plan: &Plan, rows: &[Row]) {
         };
         let _ = writeln!(
             md,
-            "- Data: `{}`, {} train / {} dev examples (our seeded stratified split).{stand_in} \
-             One accuracy on {} dev examples has a standard error of about {:.1} points.",
+            "- Data: `{}`, {} train / {} dev / {} test examples (our seeded stratified \
+             split).{stand_in} One accuracy on {} dev examples has a standard error of about \
+             {:.1} points.",
             m.task,
             group(m.train_examples),
             group(m.dev_examples),
+            group(m.test_examples),
             m.dev_examples,
             100.0 * (0.8f64 * 0.2 / m.dev_examples.max(1) as f64).sqrt()
         );
