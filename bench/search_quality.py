@@ -228,7 +228,9 @@ def main():
           "- Hypervolume: complete search trials at full fidelity only, reference point accuracy "
           f"{REFERENCE_ACCURACY} and parameters = the budget, divided by budget × "
           f"{1 - REFERENCE_ACCURACY} (1 would be accuracy 1 at zero parameters); the same as each "
-          "study's own hypervolume.svg. Curves: median over the seeds, band min–max.", ""]
+          "study's own hypervolume.svg. Curves: median over the seeds, band min–max. Trials are "
+          "counted in the order they ended; wall time is the study's as `--timeout` measures it "
+          "(the union of its trials' intervals, baselines included), at each trial's end.", ""]
     md += ["## Hypervolume against trials", "", "![hv against trials](search-quality/hv-trials.svg)",
            "", "## Hypervolume against wall time", "",
            "![hv against wall time](search-quality/hv-wall.svg)", "",
