@@ -1,6 +1,6 @@
 //! Deployable adapters: a folder with the design, only its trained tensors (modules, head, and
 //! unfrozen backbone parts), the tokenizer and a manifest pinning the base model by SHA-256; or,
-//! for LoRA-only designs, a merged model folder or Hugging Face PEFT files.
+//! for LoRA-only designs, a merged model folder or Hugging Face PEFT files (also IA³-only designs).
 //!
 //! ```text
 //! adapter:  manifest.json design.ron adapter.safetensors tokenizer.json
@@ -13,6 +13,7 @@ pub mod load;
 pub mod manifest;
 pub mod merge;
 pub mod peft;
+pub mod peft_ia3;
 pub mod trial;
 
 pub use error::ExportError;
@@ -111,7 +112,7 @@ pub enum ExportFormat {
     /// pets' own folder: any design.
     #[default]
     Pets,
-    /// Hugging Face PEFT files: LoRA-only designs.
+    /// Hugging Face PEFT files: LoRA-only or IA³-only designs.
     Peft,
 }
 
@@ -161,17 +162,23 @@ pub fn export(
             None
         }
         (ExportFormat::Peft, _) => {
-            let sites = merge::lora_sites(&source.design, &shape, "exported in PEFT format")?;
             let absolute = std::fs::canonicalize(&base_dir).unwrap_or(base_dir.clone());
             let base_path = absolute.display().to_string();
-            let files = peft::peft_files(
-                &source.design,
-                &sites,
-                shape.layers,
-                &source.tensors,
-                base_path,
-            )?;
-            Some(files)
+            if peft_ia3::is_ia3_only(&source.design) {
+                let (config, tensors) =
+                    peft_ia3::ia3_files(&source.design, &shape, &source.tensors, base_path)?;
+                Some((to_json(&config)?, tensors))
+            } else {
+                let sites = merge::lora_sites(&source.design, &shape, "exported in PEFT format")?;
+                let (config, tensors) = peft::peft_files(
+                    &source.design,
+                    &sites,
+                    shape.layers,
+                    &source.tensors,
+                    base_path,
+                )?;
+                Some((to_json(&config)?, tensors))
+            }
         }
     };
     let staging = prepare_output(out, options.force)?;
@@ -196,7 +203,15 @@ pub fn export(
     }
 }
 
-type PeftFiles = (peft::PeftConfig, HashMap<String, Tensor>);
+/// A PEFT `adapter_config.json` (LoRA's or IA3's) and its tensors under PEFT's names.
+type PeftFiles = (serde_json::Value, HashMap<String, Tensor>);
+
+fn to_json(config: &impl serde::Serialize) -> Result<serde_json::Value, ExportError> {
+    serde_json::to_value(config).map_err(|e| ExportError::Json {
+        path: "adapter_config.json".into(),
+        message: e.to_string(),
+    })
+}
 
 /// Writes every file of the folder into `staging`: merged when `merged`, PEFT when `peft` is set.
 fn write_folder(

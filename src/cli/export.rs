@@ -14,7 +14,7 @@ pub enum FormatArg {
     /// pets' own folder: any design.
     #[default]
     Pets,
-    /// Hugging Face PEFT files: LoRA-only designs.
+    /// Hugging Face PEFT files: LoRA-only or IA³-only designs.
     Peft,
 }
 
@@ -47,7 +47,7 @@ pub struct ExportArgs {
     /// LoRA-only designs: merge the updates into the weights and write a full model folder.
     #[arg(long)]
     pub merge: bool,
-    /// pets (any design) or peft (LoRA-only designs, for Python's peft).
+    /// pets (any design) or peft (LoRA-only or IA³-only designs, for Python's peft).
     #[arg(long, value_enum, default_value_t)]
     pub format: FormatArg,
     /// Replace --out if it exists.

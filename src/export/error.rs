@@ -66,6 +66,14 @@ pub enum ExportError {
         purpose: &'static str,
         reason: String,
     },
+    /// A module the target format has no exact equivalent for; never approximated.
+    #[error("design {design} cannot be exported in {format} format: module {module}: {reason}")]
+    NoEquivalent {
+        design: String,
+        module: String,
+        format: &'static str,
+        reason: String,
+    },
     #[error("design {design} cannot be exported in PEFT format: it trains backbone parts {parts} (unfreeze), which a LoRA adapter file cannot carry; export in pets' own format, or merged")]
     UnfrozenBackbone { design: String, parts: String },
     #[error("{out} exists and is not empty; export with `force` to replace it")]
