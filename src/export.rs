@@ -6,8 +6,10 @@
 //! adapter:  manifest.json design.ron adapter.safetensors tokenizer.json
 //! merged:   manifest.json design.ron head.safetensors tokenizer.json config.json model.safetensors
 //! peft:     manifest.json adapter_config.json adapter_model.safetensors head.safetensors tokenizer.json
+//! adapters: manifest.json adapter_config.json adapter.safetensors head.safetensors tokenizer.json
 //! ```
 
+pub mod adapterhub;
 mod error;
 pub mod load;
 pub mod manifest;
@@ -114,6 +116,8 @@ pub enum ExportFormat {
     Pets,
     /// Hugging Face PEFT files: LoRA-only or IA³-only designs.
     Peft,
+    /// AdapterHub `adapters` files: bottleneck and LoRA designs and their unions.
+    Adapters,
 }
 
 /// How [`export`] writes its folder.
@@ -136,7 +140,7 @@ pub fn export(
     options: &ExportOptions,
     cache: &Cache,
 ) -> crate::Result<Manifest> {
-    if options.merge && options.format == ExportFormat::Peft {
+    if options.merge && options.format != ExportFormat::Pets {
         return Err(ExportError::MergeAndPeft.into());
     }
     let base_dir = cache
@@ -154,6 +158,7 @@ pub fn export(
         sha256: sha256_file(&base_dir.join("model.safetensors"))?,
     };
     let shape = model.encoder.shape();
+    let absolute = std::fs::canonicalize(&base_dir).unwrap_or(base_dir.clone());
     // Refuse designs the layout cannot hold before anything is written.
     let peft = match (options.format, options.merge) {
         (ExportFormat::Pets, false) => None,
@@ -161,13 +166,18 @@ pub fn export(
             merge::lora_sites(&source.design, &shape, "merged")?;
             None
         }
+        (ExportFormat::Adapters, _) => {
+            let base_path = absolute.display().to_string();
+            let (config, tensors) =
+                adapterhub::adapterhub_files(&source.design, &shape, &source.tensors, base_path)?;
+            Some((Layout::Adapters, config, tensors))
+        }
         (ExportFormat::Peft, _) => {
-            let absolute = std::fs::canonicalize(&base_dir).unwrap_or(base_dir.clone());
             let base_path = absolute.display().to_string();
             if peft_ia3::is_ia3_only(&source.design) {
                 let (config, tensors) =
                     peft_ia3::ia3_files(&source.design, &shape, &source.tensors, base_path)?;
-                Some((to_json(&config)?, tensors))
+                Some((Layout::Peft, to_json(&config)?, tensors))
             } else {
                 let sites = merge::lora_sites(&source.design, &shape, "exported in PEFT format")?;
                 let (config, tensors) = peft::peft_files(
@@ -177,7 +187,7 @@ pub fn export(
                     &source.tensors,
                     base_path,
                 )?;
-                Some((to_json(&config)?, tensors))
+                Some((Layout::Peft, to_json(&config)?, tensors))
             }
         }
     };
@@ -203,8 +213,9 @@ pub fn export(
     }
 }
 
-/// A PEFT `adapter_config.json` (LoRA's or IA3's) and its tensors under PEFT's names.
-type PeftFiles = (serde_json::Value, HashMap<String, Tensor>);
+/// A Python library's folder: its layout, `adapter_config.json` (PEFT's LoRA or IA3, or
+/// AdapterHub's) and its tensors under that library's names.
+type PeftFiles = (Layout, serde_json::Value, HashMap<String, Tensor>);
 
 fn to_json(config: &impl serde::Serialize) -> Result<serde_json::Value, ExportError> {
     serde_json::to_value(config).map_err(|e| ExportError::Json {
@@ -279,10 +290,14 @@ fn write_folder(
             manifest.merged_from = Some(std::mem::replace(&mut manifest.base_model, own));
             merge::save_weights(&head, &staging.join(&manifest.tensors))?;
         }
-        (Some((config, tensors)), _) => {
+        (Some((layout, config, tensors)), _) => {
             write_json(&staging.join("adapter_config.json"), &config)?;
-            merge::save_weights(&tensors, &staging.join("adapter_model.safetensors"))?;
-            manifest.layout = Layout::Peft;
+            let weights = match layout {
+                Layout::Adapters => "adapter.safetensors",
+                _ => "adapter_model.safetensors",
+            };
+            merge::save_weights(&tensors, &staging.join(weights))?;
+            manifest.layout = layout;
             manifest.tensors = "head.safetensors".into();
             merge::save_weights(&head, &staging.join(&manifest.tensors))?;
         }
