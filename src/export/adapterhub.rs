@@ -8,7 +8,7 @@
 use super::ExportError;
 use crate::backbone::config::BackboneShape;
 use crate::graph::Instance;
-use crate::methods::{bottleneck, lora};
+use crate::methods::{bottleneck, lora, prefix};
 use crate::spec::{Composition, Design, Form, Insertion, Site};
 use candle_core::Tensor;
 use serde_json::{json, Value};
@@ -64,6 +64,7 @@ pub fn adapterhub_files(
     let mut slots: Vec<&str> = Vec::new();
     let mut lora_group: Option<LoraGroup> = None;
     let mut out = HashMap::new();
+    let mut prefix_out = HashMap::new();
     let mut take = |instance: &Instance, renames: Vec<(&str, String)>| -> crate::Result<()> {
         for (suffix, key) in renames {
             let pets_name = format!("{}.{suffix}", instance.name);
@@ -78,8 +79,7 @@ pub fn adapterhub_files(
         Ok(())
     };
     for (index, module) in design.modules.iter().enumerate() {
-        let instances: Vec<&Instance> =
-            graph.instances().filter(|i| i.module == index).collect();
+        let instances: Vec<&Instance> = graph.instances().filter(|i| i.module == index).collect();
         let layers: Vec<usize> = instances.iter().map(|i| i.layer).collect();
         let leave_out: Vec<usize> = (0..shape.layers).filter(|l| !layers.contains(l)).collect();
         let composition = module.effective_composition();
@@ -156,10 +156,41 @@ pub fn adapterhub_files(
                     take(instance, lora::adapterhub::tensor_names(&path, &name))?;
                 }
             }
-            Form::Prefix(_) => {
-                let reason = "pets' prefix stores its key/value prefixes per layer; AdapterHub's \
-                    prefix tuning is not mapped yet (its reparametrised or flat layout unchecked)";
-                return Err(refuse(index, reason.into()).into());
+            Form::Prefix(config) => {
+                if config.reparam.is_some() {
+                    let reason = "its keys and values come from a per-layer MLP; AdapterHub's \
+                        reparametrisation shares one MLP across layers"
+                        .to_string();
+                    return Err(refuse(index, reason).into());
+                }
+                if layers.len() != shape.layers {
+                    let reason = "a prefix on a layer subset is not mapped (AdapterHub's flat \
+                        prefix spans every layer)"
+                        .to_string();
+                    return Err(refuse(index, reason).into());
+                }
+                let mut per_layer = Vec::new();
+                for instance in &instances {
+                    let get = |part: &str| {
+                        let pets_name = format!("{}.{part}", instance.name);
+                        tensors
+                            .get(&pets_name)
+                            .cloned()
+                            .ok_or_else(|| ExportError::MissingTensor {
+                                path: "the trained tensors".into(),
+                                tensor: pets_name.clone(),
+                            })
+                    };
+                    per_layer.push((instance.layer, get("keys")?, get("values")?));
+                }
+                per_layer.sort_by_key(|(layer, _, _)| *layer);
+                let kv: Vec<(Tensor, Tensor)> =
+                    per_layer.into_iter().map(|(_, k, v)| (k, v)).collect();
+                let control = prefix::adapterhub::flat_control(&kv)?;
+                for key in prefix::adapterhub::control_keys(shape.layers, &name) {
+                    prefix_out.insert(key, control.clone());
+                }
+                configs.push(prefix::adapterhub::prefix_config(config.l));
             }
             Form::Ia3 => {
                 let reason = "IA³ is not mapped to AdapterHub; export it with --format peft";
@@ -171,9 +202,11 @@ pub fn adapterhub_files(
         let leave_out: Vec<usize> = (0..shape.layers)
             .filter(|l| !group.layers.contains(l))
             .collect();
-        let config = lora::adapterhub::lora_config(group.r, group.alpha, &group.matrices, &leave_out);
+        let config =
+            lora::adapterhub::lora_config(group.r, group.alpha, &group.matrices, &leave_out);
         configs.insert(0, config);
     }
+    out.extend(prefix_out);
     let config = match configs.len() {
         1 => configs.remove(0),
         _ => json!({"architecture": "union", "configs": configs}),

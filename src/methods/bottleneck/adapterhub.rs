@@ -63,9 +63,11 @@ pub fn bn_config(
         Composition::Add => 1.0,
         Composition::Scaled(s) => s as f64,
         Composition::Gated => {
-            return Err("its gate is per token; AdapterHub's `use_gating` averages the gate \
+            return Err(
+                "its gate is per token; AdapterHub's `use_gating` averages the gate \
                  over the sequence"
-                .into())
+                    .into(),
+            )
         }
         Composition::LearnedScale(_) => {
             return Err("a learned scale is not mapped to AdapterHub's `scaling: learned`".into())

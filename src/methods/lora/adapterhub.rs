@@ -46,7 +46,13 @@ pub fn lora_config(r: usize, alpha: f64, matrices: &[&str], leave_out: &[usize])
 /// (`encoder.layer.0.attention.self.query`) of the adapter `name`.
 pub fn tensor_names(module_path: &str, name: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("lora_A.weight", format!("{module_path}.loras.{name}.lora_A")),
-        ("lora_B.weight", format!("{module_path}.loras.{name}.lora_B")),
+        (
+            "lora_A.weight",
+            format!("{module_path}.loras.{name}.lora_A"),
+        ),
+        (
+            "lora_B.weight",
+            format!("{module_path}.loras.{name}.lora_B"),
+        ),
     ]
 }
