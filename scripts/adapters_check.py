@@ -7,7 +7,9 @@ makes one). Commands:
 randomise RUN      add N(0, 0.05²) noise to every module tensor of RUN/adapter.safetensors (not
                    the head): a freshly trained up-projection near zero would hide a misplaced
                    module
-texts CSV OUT N    write N texts of a CSV's `text` column to OUT, one per line (newlines removed)
+texts CSV OUT N    write N texts of a CSV's `text` column to OUT, one per line (newlines removed);
+                   --task FILE also writes the next 256 rows (text, label) as a small task;
+                   both take the labels in turn
 compare            load the base with transformers' BertModel, `adapters.init` it, load the export
                    with `model.load_adapter(dir, use_safetensors=True)`, mean-pool over the
                    attention mask, apply pets' head.safetensors, and compare the logits with
@@ -40,11 +42,22 @@ def randomise(run: Path) -> int:
     return 0
 
 
-def texts(source: Path, out: Path, n: int) -> int:
+def texts(source: Path, out: Path, n: int, task: Path | None) -> int:
     csv.field_size_limit(1 << 24)
+    by_label: dict[str, list[str]] = {}
     with source.open(newline="") as f:
-        rows = [" ".join(r["text"].split())[:400] for _, r in zip(range(n), csv.DictReader(f))]
-    out.write_text("\n".join(rows) + "\n")
+        for r in csv.DictReader(f):
+            by_label.setdefault(r["label"], []).append(" ".join(r["text"].split())[:400])
+    labels = sorted(by_label)
+    # Alternate the labels (the file is sorted by label): n texts, then 256 training rows.
+    rows = [(by_label[lab][i], lab) for i in range(n + 256) for lab in labels
+            if i < len(by_label[lab])]
+    out.write_text("\n".join(t for t, _ in rows[:n]) + "\n")
+    if task is not None:
+        with task.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows(rows[n:n + 256])
     return 0
 
 
@@ -126,6 +139,7 @@ def main() -> int:
     t.add_argument("csv", type=Path)
     t.add_argument("out", type=Path)
     t.add_argument("n", type=int)
+    t.add_argument("--task", type=Path)
     c = sub.add_parser("compare")
     c.add_argument("--adapter", type=Path, required=True)
     c.add_argument("--predictions", type=Path, required=True)
@@ -135,7 +149,7 @@ def main() -> int:
     if args.command == "randomise":
         return randomise(args.run)
     if args.command == "texts":
-        return texts(args.csv, args.out, args.n)
+        return texts(args.csv, args.out, args.n, args.task)
     return compare(args.adapter, args.predictions, args.base, args.tolerance)
 
 

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Round trip of designs through AdapterHub `adapters`: for each design, train a step on `mr`,
+# Round trip of designs through AdapterHub `adapters`: for each design, train a step on 256 `mr`
+# reviews,
 # randomise every module tensor (scripts/adapters_check.py randomise), export it in pets' format
 # and with --format adapters, and check that adapters' own forward gives `pets predict`'s logits
 # on real `mr` texts within 1e-4, the modules moving the logits by at least 100x that.
 #
 # usage: scripts/adapters_check.sh [--allow-skip] [DESIGN.ron ...]
-#   default designs: the pfeiffer, parallel_adapter, scaled_parallel_adapter and lora presets.
+#   default designs: the pfeiffer, parallel_adapter, scaled_parallel_adapter, prefix, lora and
+#   mam presets. The committed search's best design (mam trial 38):
+#     sqlite3 studies/pets.sqlite "select t.design from trials t join studies s on
+#       s.id = t.study_id where s.name = 'mam' and t.number = 38" > /tmp/mam_trial38.ron
 # Environment: ADAPTERS_VENV (default /work/venv-adapters; adapters' pins clash with the PEFT
 # venv's transformers 5), ADAPTERS_WORK (scratch folder), CARGO_TARGET_DIR as for cargo.
 # Checked with adapters 1.3.0, transformers 4.57.6, torch 2.15.0 (torch reused from the PEFT
@@ -22,7 +26,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[ ${#designs[@]} -gt 0 ] || designs=(search_spaces/presets/{pfeiffer,parallel_adapter,scaled_parallel_adapter,lora}.ron)
+[ ${#designs[@]} -gt 0 ] || designs=(search_spaces/presets/{pfeiffer,parallel_adapter,scaled_parallel_adapter,prefix,lora,mam}.ron)
 
 pins="transformers==4.57.6 adapters==1.3.0"
 venv=${ADAPTERS_VENV:-/work/venv-adapters}
@@ -42,12 +46,12 @@ base=$(sed -n 's/^model minilm-l6: //p' <<<"$fetched")
 data=$(sed -n 's/^data mr: //p' <<<"$fetched")
 work=${ADAPTERS_WORK:-$(mktemp -d)}
 mkdir -p "$work"
-"$py" scripts/adapters_check.py texts "$data" "$work/texts.txt" 32
+"$py" scripts/adapters_check.py texts "$data" "$work/texts.txt" 32 --task "$work/task.csv"
 status=0
 for design in "${designs[@]}"; do
     name=$(basename "$design" .ron)
     out=$work/$name
-    "$pets" train --design "$design" --task mr --epochs 1 --max-steps 1 --quiet \
+    "$pets" train --design "$design" --task "$work/task.csv" --epochs 1 --max-steps 1 --quiet \
         --out "$out/run" >/dev/null
     "$py" scripts/adapters_check.py randomise "$out/run"
     "$pets" export --run "$out/run" --out "$out/pets" --force 2>/dev/null
