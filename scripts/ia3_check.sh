@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # IA³ in pets against Hugging Face PEFT's IA3 on the same base: the ia3 preset with its vectors
-# drawn from N(1, 0.1²) (init: Normal(0.1)) and a few training steps on `mr`, exported in pets'
-# format; scripts/peft_check.py compare-ia3 loads the same vectors into PEFT's IA3 on BertModel
-# and compares the logits with `pets predict` (tolerance 1e-4).
+# drawn from N(1, 0.1²) (init: Normal(0.1)) and a few training steps on `mr`, then two checks
+# of the logits against `pets predict` (tolerance 1e-4):
+#  1. `pets export --format peft`: scripts/peft_check.py compare loads adapter_config.json (IA3)
+#     and adapter_model.safetensors with PeftModel.from_pretrained;
+#  2. pets' own export: scripts/peft_check.py compare-ia3 builds PEFT's IA3 by hand and copies
+#     pets' vectors in.
 #
 # usage: scripts/ia3_check.sh [--steps N] [--release]
 # Environment: PEFT_VENV (a venv with torch, transformers and peft; default .venv-peft, installed
@@ -48,5 +51,8 @@ echo "training IA³ (vectors from N(1, 0.1²)) for $steps steps on mr ..." >&2
     --out "$work/run" >/dev/null
 "$pets" export --run "$work/run" --out "$work/pets" --force
 "$pets" predict --adapter "$work/pets" --format jsonl < scripts/peft_texts.txt > "$work/pets.jsonl"
+"$pets" export --run "$work/run" --out "$work/peft" --format peft --force
+"$py" scripts/peft_check.py compare --adapter "$work/peft" --predictions "$work/pets.jsonl" \
+    --base "$base"
 "$py" scripts/peft_check.py compare-ia3 --adapter "$work/pets" --predictions "$work/pets.jsonl" \
     --base "$base"

@@ -3,8 +3,8 @@
 
 make-tiny DIR      write a tiny random BERT folder (transformers' own checkpoint layout) and
                    DIR/reviews.tsv, a small task it can learn
-compare            load the base model with transformers' BertModel, apply the adapter with
-                   PeftModel.from_pretrained, mean-pool over the attention mask, apply pets'
+compare            load the base model with transformers' BertModel, apply the adapter (LoRA or
+                   IA3, from `pets export --format peft`) with PeftModel.from_pretrained, mean-pool over the attention mask, apply pets'
                    head, and compare the logits with `pets predict --format jsonl` output;
                    exits 1 when the largest absolute difference exceeds --tolerance
 compare-ia3        the same for an IA³ design exported in pets' own format: PEFT's IA3 on the
@@ -79,7 +79,8 @@ def compare(adapter: Path, predictions: Path, base: str | None, tolerance: float
     model = BertModel.from_pretrained(base, add_pooling_layer=False)
     model = PeftModel.from_pretrained(model, str(adapter)).eval()
     head = load_file(str(adapter / "head.safetensors"))
-    return check(model, head, adapter, predictions, base, tolerance, "LoRA")
+    method = {"LORA": "LoRA", "IA3": "IA³"}.get(config["peft_type"], config["peft_type"])
+    return check(model, head, adapter, predictions, base, tolerance, method)
 
 
 # pets' IA³ module labels (search_spaces/presets/ia3.ron) and the BERT module each rescales.

@@ -3,6 +3,9 @@
 # with --format peft, and check that transformers + peft give pets' logits (scripts/peft_check.py).
 #
 # usage: scripts/peft_check.sh [--allow-skip] [--model tiny|minilm-l6|DIR] [--steps N] [--release]
+#                              [--design FILE]
+#   --design      a LoRA-only design (default search_spaces/presets/lora.ron): e.g. one with a
+#                 layer subset and mixed ranks, exported with full paths and rank_pattern.
 #   --model tiny (default) builds a tiny random BERT with transformers; minilm-l6 trains on `mr`.
 #   --allow-skip  exit 0 with "skipped: ..." when torch/transformers/peft cannot be installed.
 # Environment: PEFT_VENV (default .venv-peft), PEFT_WORK (scratch folder, default a temp dir),
@@ -13,13 +16,14 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-allow_skip=0 model=tiny steps=20 profile=debug
+allow_skip=0 model=tiny steps=20 profile=debug design=search_spaces/presets/lora.ron
 while [ $# -gt 0 ]; do
     case "$1" in
         --allow-skip) allow_skip=1 ;;
         --model) model=$2; shift ;;
         --steps) steps=$2; shift ;;
         --release) profile=release ;;
+        --design) design=$2; shift ;;
         *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
     shift
@@ -64,7 +68,7 @@ else
 fi
 
 echo "training LoRA for $steps steps on $model ..." >&2
-"$pets" train --design search_spaces/presets/lora.ron --model "$model" "${task[@]}" \
+"$pets" train --design "$design" --model "$model" "${task[@]}" \
     --epochs 1 --max-steps "$steps" --quiet --out "$work/run" >/dev/null
 "$pets" export --run "$work/run" --out "$work/peft" --format peft --force
 "$pets" export --run "$work/run" --out "$work/pets" --force

@@ -1,18 +1,21 @@
 //! Deployable adapters: a folder with the design, only its trained tensors (modules, head, and
 //! unfrozen backbone parts), the tokenizer and a manifest pinning the base model by SHA-256; or,
-//! for LoRA-only designs, a merged model folder or Hugging Face PEFT files.
+//! for LoRA-only designs, a merged model folder or Hugging Face PEFT files (also IA³-only designs).
 //!
 //! ```text
 //! adapter:  manifest.json design.ron adapter.safetensors tokenizer.json
 //! merged:   manifest.json design.ron head.safetensors tokenizer.json config.json model.safetensors
 //! peft:     manifest.json adapter_config.json adapter_model.safetensors head.safetensors tokenizer.json
+//! adapters: manifest.json adapter_config.json adapter.safetensors head.safetensors tokenizer.json
 //! ```
 
+pub mod adapterhub;
 mod error;
 pub mod load;
 pub mod manifest;
 pub mod merge;
 pub mod peft;
+pub mod peft_ia3;
 pub mod trial;
 
 pub use error::ExportError;
@@ -111,8 +114,10 @@ pub enum ExportFormat {
     /// pets' own folder: any design.
     #[default]
     Pets,
-    /// Hugging Face PEFT files: LoRA-only designs.
+    /// Hugging Face PEFT files: LoRA-only or IA³-only designs.
     Peft,
+    /// AdapterHub `adapters` files: bottleneck and LoRA designs and their unions.
+    Adapters,
 }
 
 /// How [`export`] writes its folder.
@@ -135,7 +140,7 @@ pub fn export(
     options: &ExportOptions,
     cache: &Cache,
 ) -> crate::Result<Manifest> {
-    if options.merge && options.format == ExportFormat::Peft {
+    if options.merge && options.format != ExportFormat::Pets {
         return Err(ExportError::MergeAndPeft.into());
     }
     let base_dir = cache
@@ -153,6 +158,7 @@ pub fn export(
         sha256: sha256_file(&base_dir.join("model.safetensors"))?,
     };
     let shape = model.encoder.shape();
+    let absolute = std::fs::canonicalize(&base_dir).unwrap_or(base_dir.clone());
     // Refuse designs the layout cannot hold before anything is written.
     let peft = match (options.format, options.merge) {
         (ExportFormat::Pets, false) => None,
@@ -160,18 +166,29 @@ pub fn export(
             merge::lora_sites(&source.design, &shape, "merged")?;
             None
         }
-        (ExportFormat::Peft, _) => {
-            let sites = merge::lora_sites(&source.design, &shape, "exported in PEFT format")?;
-            let absolute = std::fs::canonicalize(&base_dir).unwrap_or(base_dir.clone());
+        (ExportFormat::Adapters, _) => {
             let base_path = absolute.display().to_string();
-            let files = peft::peft_files(
-                &source.design,
-                &sites,
-                shape.layers,
-                &source.tensors,
-                base_path,
-            )?;
-            Some(files)
+            let (config, tensors) =
+                adapterhub::adapterhub_files(&source.design, &shape, &source.tensors, base_path)?;
+            Some((Layout::Adapters, config, tensors))
+        }
+        (ExportFormat::Peft, _) => {
+            let base_path = absolute.display().to_string();
+            if peft_ia3::is_ia3_only(&source.design) {
+                let (config, tensors) =
+                    peft_ia3::ia3_files(&source.design, &shape, &source.tensors, base_path)?;
+                Some((Layout::Peft, to_json(&config)?, tensors))
+            } else {
+                let sites = merge::lora_sites(&source.design, &shape, "exported in PEFT format")?;
+                let (config, tensors) = peft::peft_files(
+                    &source.design,
+                    &sites,
+                    shape.layers,
+                    &source.tensors,
+                    base_path,
+                )?;
+                Some((Layout::Peft, to_json(&config)?, tensors))
+            }
         }
     };
     let staging = prepare_output(out, options.force)?;
@@ -196,7 +213,16 @@ pub fn export(
     }
 }
 
-type PeftFiles = (peft::PeftConfig, HashMap<String, Tensor>);
+/// A Python library's folder: its layout, `adapter_config.json` (PEFT's LoRA or IA3, or
+/// AdapterHub's) and its tensors under that library's names.
+type PeftFiles = (Layout, serde_json::Value, HashMap<String, Tensor>);
+
+fn to_json(config: &impl serde::Serialize) -> Result<serde_json::Value, ExportError> {
+    serde_json::to_value(config).map_err(|e| ExportError::Json {
+        path: "adapter_config.json".into(),
+        message: e.to_string(),
+    })
+}
 
 /// Writes every file of the folder into `staging`: merged when `merged`, PEFT when `peft` is set.
 fn write_folder(
@@ -264,10 +290,14 @@ fn write_folder(
             manifest.merged_from = Some(std::mem::replace(&mut manifest.base_model, own));
             merge::save_weights(&head, &staging.join(&manifest.tensors))?;
         }
-        (Some((config, tensors)), _) => {
+        (Some((layout, config, tensors)), _) => {
             write_json(&staging.join("adapter_config.json"), &config)?;
-            merge::save_weights(&tensors, &staging.join("adapter_model.safetensors"))?;
-            manifest.layout = Layout::Peft;
+            let weights = match layout {
+                Layout::Adapters => "adapter.safetensors",
+                _ => "adapter_model.safetensors",
+            };
+            merge::save_weights(&tensors, &staging.join(weights))?;
+            manifest.layout = layout;
             manifest.tensors = "head.safetensors".into();
             merge::save_weights(&head, &staging.join(&manifest.tensors))?;
         }

@@ -354,6 +354,8 @@ fn an_existing_output_folder_needs_force() {
     assert!(!out.join("old.txt").exists() && out.join("manifest.json").exists());
 }
 
+#[path = "export/adapterhub.rs"]
+mod adapterhub;
 #[path = "export/peft.rs"]
 mod peft;
 #[path = "export/predict.rs"]

@@ -14,8 +14,10 @@ pub enum FormatArg {
     /// pets' own folder: any design.
     #[default]
     Pets,
-    /// Hugging Face PEFT files: LoRA-only designs.
+    /// Hugging Face PEFT files: LoRA-only or IA³-only designs.
     Peft,
+    /// AdapterHub `adapters` files: bottleneck and LoRA designs and their unions.
+    Adapters,
 }
 
 /// `pets export`: turns a run folder into a deployable folder.
@@ -47,7 +49,8 @@ pub struct ExportArgs {
     /// LoRA-only designs: merge the updates into the weights and write a full model folder.
     #[arg(long)]
     pub merge: bool,
-    /// pets (any design) or peft (LoRA-only designs, for Python's peft).
+    /// pets (any design), peft (LoRA-only or IA³-only designs, for Python's peft) or adapters
+    /// (bottleneck and LoRA designs, for Python's AdapterHub `adapters`).
     #[arg(long, value_enum, default_value_t)]
     pub format: FormatArg,
     /// Replace --out if it exists.
@@ -76,6 +79,7 @@ pub fn export(cache: &Cache, args: &ExportArgs) -> Result<()> {
         format: match args.format {
             FormatArg::Pets => ExportFormat::Pets,
             FormatArg::Peft => ExportFormat::Peft,
+            FormatArg::Adapters => ExportFormat::Adapters,
         },
         merge: args.merge,
         force: args.force,
@@ -86,6 +90,7 @@ pub fn export(cache: &Cache, args: &ExportArgs) -> Result<()> {
         Layout::Adapter => "an adapter folder",
         Layout::Merged => "a merged model folder",
         Layout::Peft => "PEFT files",
+        Layout::Adapters => "AdapterHub files",
     };
     eprintln!(
         "exported {} as {what} to {}",

@@ -37,6 +37,8 @@ pub enum ExportError {
     },
     #[error("{path} is in PEFT format, for Python's peft; export in pets' own format to predict with pets")]
     PeftFolder { path: String },
+    #[error("{path} is in AdapterHub format, for Python's adapters; export in pets' own format to predict with pets")]
+    AdaptersFolder { path: String },
     #[error("{path}: not a valid safetensors file (corrupt or truncated?): {message}")]
     Safetensors { path: String, message: String },
     #[error("{path}: tensor {tensor} is missing")]
@@ -65,6 +67,21 @@ pub enum ExportError {
         module: String,
         purpose: &'static str,
         reason: String,
+    },
+    /// A module the target format has no exact equivalent for; never approximated.
+    #[error("design {design} cannot be exported in {format} format: module {module}: {reason}")]
+    NoEquivalent {
+        design: String,
+        module: String,
+        format: &'static str,
+        reason: String,
+    },
+    /// The design trains backbone tensors, for which the format has no slot.
+    #[error("design {design} cannot be exported in {format} format: it trains backbone parts {parts} (unfreeze), for which {format} has no slot; export in pets' own format")]
+    BackboneTrained {
+        design: String,
+        format: &'static str,
+        parts: String,
     },
     #[error("design {design} cannot be exported in PEFT format: it trains backbone parts {parts} (unfreeze), which a LoRA adapter file cannot carry; export in pets' own format, or merged")]
     UnfrozenBackbone { design: String, parts: String },

@@ -56,6 +56,12 @@ pub fn load_adapter(dir: &Path, cache: &Cache, device: &Device) -> crate::Result
         }
         .into());
     }
+    if manifest.layout == Layout::Adapters {
+        return Err(ExportError::AdaptersFolder {
+            path: dir.display().to_string(),
+        }
+        .into());
+    }
     let base_dir = resolve_base(dir, &manifest.base_model, cache)?;
     let tokenizer = dir.join("tokenizer.json");
     check_hash(&tokenizer, &manifest.tokenizer_sha256, "tokenizer")?;

@@ -22,6 +22,8 @@ pub enum Layout {
     Merged,
     /// Hugging Face PEFT files (`adapter_config.json`, `adapter_model.safetensors`) + `head.safetensors`.
     Peft,
+    /// AdapterHub files (`adapter_config.json`, `adapter.safetensors`) + `head.safetensors`.
+    Adapters,
 }
 
 /// A model folder pinned by the SHA-256 of its `model.safetensors`.

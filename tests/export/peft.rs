@@ -84,3 +84,72 @@ fn peft_files_use_peft_names_and_shapes() {
         serde_json::json!({"layer.1.output.dense": 6.0})
     );
 }
+
+#[test]
+fn ia3_designs_export_as_peft_ia3() {
+    let f = fixture("peft-ia3");
+    let model = perturbed(&f, &preset("ia3"));
+    let out = f.dir.join("peft");
+    let manifest = export_to(&f, &model, &out, ExportFormat::Peft, false).unwrap();
+    assert_eq!(manifest.layout, Layout::Peft);
+    let config: serde_json::Value = json(&out.join("adapter_config.json"));
+    assert_eq!(config["peft_type"], "IA3");
+    let layer = |l: usize, m: &str| format!("encoder.layer.{l}.{m}");
+    let mut targets = Vec::new();
+    for l in 0..2 {
+        for m in ["attention.self.key", "attention.self.value", "output.dense"] {
+            targets.push(layer(l, m));
+        }
+    }
+    assert_eq!(config["target_modules"], serde_json::json!(targets));
+    let ffn = [layer(0, "output.dense"), layer(1, "output.dense")];
+    assert_eq!(config["feedforward_modules"], serde_json::json!(ffn));
+    let tensors =
+        candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert_eq!(tensors.len(), 6);
+    let key = |m: &str| format!("base_model.model.{}.ia3_l", layer(1, m));
+    assert_eq!(tensors[&key("attention.self.key")].dims(), [48, 1]);
+    let d_ffn = model.encoder.shape().ffn;
+    assert_eq!(tensors[&key("output.dense")].dims(), [1, d_ffn]);
+    let ours = model.store.named()["ffn.layer1.ia3_l"].as_tensor().clone();
+    let theirs = tensors[&key("output.dense")].flatten_all().unwrap();
+    let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+
+    // Two vectors on one Linear (the FFN output and its input are both output.dense's).
+    let twice = design(
+        r#"Design(name: "t", modules: [
+        Module(name: Some("act"), form: Ia3, site: FfnActivation, insertion: Sequential),
+        Module(name: Some("out"), form: Ia3, site: Ffn, insertion: Sequential),
+    ])"#,
+    );
+    let model = perturbed(&f, &twice);
+    let err = error_of(export_to(
+        &f,
+        &model,
+        &f.dir.join("t"),
+        ExportFormat::Peft,
+        false,
+    ));
+    assert!(
+        err.contains("module out: another IA³ vector already rescales"),
+        "{err}"
+    );
+    // IA³ next to LoRA is no single PEFT adapter.
+    let mixed = design(
+        r#"Design(name: "x", modules: [
+        Module(name: Some("k"), form: Ia3, site: Projection(Key), insertion: Sequential),
+        Module(name: Some("q"), form: Lora(r: 2, alpha: 2.0), site: Projection(Query)),
+    ])"#,
+    );
+    let model = perturbed(&f, &mixed);
+    let err = error_of(export_to(
+        &f,
+        &model,
+        &f.dir.join("x"),
+        ExportFormat::Peft,
+        false,
+    ));
+    assert!(err.contains("module k: it is a ia3 module"), "{err}");
+}

@@ -1,6 +1,7 @@
 //! Bottleneck adapters (Houlsby, Pfeiffer, He et al.'s parallel adapter): `f(z·W_down)·W_up` over
 //! the whole hidden state, or one per attention head.
 
+pub mod adapterhub;
 mod module;
 
 pub use module::{activate, Bottleneck, HeadsBottleneck};

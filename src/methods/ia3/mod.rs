@@ -1,6 +1,8 @@
 //! IA³ (Liu et al., 2022): learned vectors rescaling a site's value in place — in the paper the
 //! keys, the values and the FFN's activation after its nonlinearity.
 
+pub mod peft;
+
 use super::{Building, Built, Fill, Method, MethodChoice, Refusal, WidthKnob};
 use crate::backbone::config::BackboneShape;
 use crate::sites::{Insertion, Site};

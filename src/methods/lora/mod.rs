@@ -1,5 +1,6 @@
 //! LoRA (Hu et al., 2021): a parallel low-rank update `(α/r)·B·A` of one projection.
 
+pub mod adapterhub;
 mod module;
 
 pub use module::Lora;

@@ -1,6 +1,7 @@
 //! Prefix tuning (Li & Liang, 2021): learned keys and values prepended to every head's attention,
 //! trained directly or through a reparameterising MLP.
 
+pub mod adapterhub;
 mod module;
 
 pub use module::{Prefix, PrefixParams};
