@@ -141,7 +141,11 @@ pub fn export(
     cache: &Cache,
 ) -> crate::Result<Manifest> {
     if options.merge && options.format != ExportFormat::Pets {
-        return Err(ExportError::MergeAndPeft.into());
+        let format = match options.format {
+            ExportFormat::Adapters => "AdapterHub",
+            _ => "PEFT",
+        };
+        return Err(ExportError::MergeAndPeft { format }.into());
     }
     let base_dir = cache
         .model_dir(&source.base_model)

@@ -82,8 +82,15 @@ fn export(e: &ExportError) -> Option<String> {
         ExportError::OutputExists { out } => {
             format!("{out} exists and is not empty; pass --force to replace it")
         }
-        ExportError::MergeAndPeft => {
-            "--merge writes a full model, --format peft only the LoRA tensors: pick one".into()
+        ExportError::MergeAndPeft { format } => {
+            let flag = if *format == "AdapterHub" {
+                "adapters"
+            } else {
+                "peft"
+            };
+            format!(
+                "--merge writes a full model, --format {flag} only the adapter's tensors: pick one"
+            )
         }
         ExportError::NoTrialTensors {
             study,

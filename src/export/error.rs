@@ -87,11 +87,9 @@ pub enum ExportError {
     UnfrozenBackbone { design: String, parts: String },
     #[error("{out} exists and is not empty; export with `force` to replace it")]
     OutputExists { out: String },
-    /// Merging and the PEFT layout were both asked for.
-    #[error(
-        "a merged export writes a full model, the PEFT layout only the LoRA tensors: pick one"
-    )]
-    MergeAndPeft,
+    /// Merging and another ecosystem's layout (PEFT, AdapterHub) were both asked for.
+    #[error("a merged export writes a full model, the {format} layout only the adapter's tensors: pick one")]
+    MergeAndPeft { format: &'static str },
     /// The study has no trial of that number.
     #[error("study {study} has no trial {trial}")]
     NoTrial { study: String, trial: usize },
