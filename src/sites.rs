@@ -86,29 +86,6 @@ impl Point {
         Point::FfnOut,
         Point::FfnNorm,
     ];
-
-    /// Position in [`Point::ALL`], for per-point tables.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The frozen data flow inside one layer: (from, to) for every edge.
-    pub const FLOW: [(Point, Point); 14] = [
-        (Point::LayerInput, Point::Query),
-        (Point::LayerInput, Point::Key),
-        (Point::LayerInput, Point::Value),
-        (Point::Query, Point::Heads),
-        (Point::Key, Point::Heads),
-        (Point::Value, Point::Heads),
-        (Point::Heads, Point::Output),
-        (Point::Output, Point::AttentionNorm),
-        (Point::LayerInput, Point::AttentionNorm),
-        (Point::AttentionNorm, Point::FfnIn),
-        (Point::FfnIn, Point::FfnActivation),
-        (Point::FfnActivation, Point::FfnOut),
-        (Point::FfnOut, Point::FfnNorm),
-        (Point::AttentionNorm, Point::FfnNorm),
-    ];
 }
 
 /// Which width a point carries.
@@ -166,6 +143,13 @@ impl Wiring {
 }
 
 impl Site {
+    /// Whether parallel modules may sit here. Not at `FfnActivation`: the nonlinearity runs
+    /// fused with the first FFN projection, so no module can read its input there
+    /// (`Projection(FfnIn)` is where to read it).
+    pub fn takes_parallel(self) -> bool {
+        self != Site::FfnActivation
+    }
+
     /// A short name for tensor labels and tables (`q`, `ffn`, `heads`, …).
     pub fn short_name(self) -> &'static str {
         match self {
@@ -202,7 +186,10 @@ mod tests {
             let par = Wiring::of(site, Insertion::Parallel);
             assert!(par.reads < par.writes, "{site:?}: {par:?}");
             assert!(
-                Point::FLOW.iter().any(|(_, to)| *to == par.writes),
+                crate::backbone::family::Family::Bert
+                    .flow()
+                    .iter()
+                    .any(|(_, to)| *to == par.writes),
                 "{site:?} writes a point the layer computes"
             );
         }
@@ -211,12 +198,5 @@ mod tests {
             (ffn_out.z_width, ffn_out.out_width),
             (Width::Ffn, Width::Hidden)
         );
-    }
-
-    #[test]
-    fn points_index_their_table() {
-        for (i, p) in Point::ALL.iter().enumerate() {
-            assert_eq!(p.index(), i);
-        }
     }
 }

@@ -27,6 +27,13 @@ impl Family {
         }
     }
 
+    /// The frozen data flow inside one layer between those points: (from, to) for every edge.
+    pub fn flow(self) -> &'static [(Point, Point)] {
+        match self {
+            Family::Bert => &BERT_FLOW,
+        }
+    }
+
     /// The checkpoint path of a projection in layer `layer` (`encoder.layer.3.attention.self.query`).
     pub fn projection_module(self, layer: usize, projection: Projection) -> String {
         match self {
@@ -48,6 +55,24 @@ impl Family {
         }
     }
 }
+
+/// A BERT layer's frozen data flow: (from, to) for every edge.
+const BERT_FLOW: [(Point, Point); 14] = [
+    (Point::LayerInput, Point::Query),
+    (Point::LayerInput, Point::Key),
+    (Point::LayerInput, Point::Value),
+    (Point::Query, Point::Heads),
+    (Point::Key, Point::Heads),
+    (Point::Value, Point::Heads),
+    (Point::Heads, Point::Output),
+    (Point::Output, Point::AttentionNorm),
+    (Point::LayerInput, Point::AttentionNorm),
+    (Point::AttentionNorm, Point::FfnIn),
+    (Point::FfnIn, Point::FfnActivation),
+    (Point::FfnActivation, Point::FfnOut),
+    (Point::FfnOut, Point::FfnNorm),
+    (Point::AttentionNorm, Point::FfnNorm),
+];
 
 /// Where a projection lives inside an HF BERT layer.
 fn bert_projection(p: Projection) -> &'static str {

@@ -110,14 +110,14 @@ impl DesignGraph {
         let mut nodes: HashMap<(usize, Point), NodeIndex> = HashMap::new();
         let mut previous = graph.add_node(Node::Embeddings);
         for layer in 0..shape.layers {
-            for point in Point::ALL {
+            for &point in shape.family.points() {
                 nodes.insert(
                     (layer, point),
                     graph.add_node(Node::Frozen { layer, point }),
                 );
             }
             graph.add_edge(previous, nodes[&(layer, Point::LayerInput)], Edge::Flow);
-            for (from, to) in Point::FLOW {
+            for &(from, to) in shape.family.flow() {
                 graph.add_edge(nodes[&(layer, from)], nodes[&(layer, to)], Edge::Flow);
             }
             previous = nodes[&(layer, Point::FfnNorm)];

@@ -37,9 +37,7 @@ pub(super) fn check(design: &Design, shape: &BackboneShape) -> Result<Vec<Vec<us
             field: r.field,
             message: r.message,
         })?;
-        // No module reads the activation's input there: the nonlinearity runs fused with the
-        // first FFN projection, whose own site (Projection(FfnIn)) is where to read it.
-        if m.site == Site::FfnActivation && m.insertion == Insertion::Parallel {
+        if !m.site.takes_parallel() && m.insertion == Insertion::Parallel {
             return Err(GraphError::Rule {
                 module,
                 field: "insertion",

@@ -301,7 +301,7 @@ fn check_option(o: &ModuleOption) -> Result<(), (&'static str, String)> {
         if let Some(m) = set.iter().find_map(|s| choice.refuses_site(*s)) {
             return Err(("sites", m));
         }
-        if set.contains(&Site::FfnActivation) && o.insertion.contains(&Insertion::Parallel) {
+        if set.iter().any(|s| !s.takes_parallel()) && o.insertion.contains(&Insertion::Parallel) {
             let m = "FfnActivation takes sequential modules only; drop Parallel".into();
             return Err(("sites", m));
         }
