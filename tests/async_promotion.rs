@@ -5,11 +5,11 @@
 
 mod cluster;
 
-use cluster::tiny_study::{command, finished, scratch, trials};
+use cluster::tiny_study::{command, finished, scratch, tiny_command, trials};
 use pets::search::store::TrialKind;
 use pets::search::TrialState;
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 /// One generation of 6 designs, 3 promoted (9 search trials), one baseline, no confirmation;
@@ -91,27 +91,10 @@ fn async_workers_finish_the_study_once_despite_one_killed_mid_rung() {
     let study = cluster::unique_study("async");
     let mut args = cluster::study_args(&dir, &study, &storage);
     args.extend(["--promotion", "async", "--stale-after", "4"].map(String::from));
-    let log = |k: usize| std::fs::File::create(dir.join(format!("worker-{k}.log"))).unwrap();
     let mut workers: Vec<Child> = (0..3)
-        .map(|k| {
-            Command::new(env!("CARGO_BIN_EXE_pets"))
-                .args(["--threads", "1", "worker"])
-                .args(&args)
-                .env("PETS_CACHE", dir.join("cache"))
-                .stdout(Stdio::null())
-                .stderr(log(k))
-                .spawn()
-                .unwrap()
-        })
+        .map(|k| cluster::spawn_worker(&dir, &args, &[], k))
         .collect();
-    let logs = || {
-        (0..3)
-            .map(|k| {
-                std::fs::read_to_string(dir.join(format!("worker-{k}.log"))).unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || cluster::worker_logs(&dir, 3);
     let store = cluster::open(&storage);
     // Kill the worker of the first rung-0 trial seen running: it dies mid-rung.
     let mut victim = None;
@@ -187,9 +170,7 @@ fn bad_promotion_and_rung_flags_are_refused_naming_them() {
         (&["--rung-at", "50%,25%"], "--rung-at 50%,25%: 50% trains"),
     ];
     for (flags, needle) in cases {
-        let out = command(&dir, "tiny", &dir.join("reports"), flags)
-            .output()
-            .unwrap();
+        let out = tiny_command(&dir, flags).output().unwrap();
         let text = finished(&out);
         assert!(!out.status.success(), "{flags:?}: {text}");
         assert!(text.contains(needle), "{flags:?}: {text}");

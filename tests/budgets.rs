@@ -9,7 +9,7 @@ use pets::search::TrialState;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use tiny_study::{command, finished, integrity, scratch, trials};
+use tiny_study::{finished, integrity, scratch, tiny_command, trials};
 
 /// Two generations (6 + 3 promoted, then 3 + 2 promoted: 14 search trials), one baseline, the
 /// best front design and the baseline confirmed with one more seed.
@@ -55,7 +55,7 @@ const TIMED: &[&str] = &[
 ];
 
 fn spawn(dir: &Path, protocol: &[&str]) -> Child {
-    command(dir, "tiny", &dir.join("reports"), protocol)
+    tiny_command(dir, protocol)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -91,9 +91,7 @@ fn a_trial_budget_runs_generations_then_the_confirmation_across_kills() {
     // Killed inside generation 0, again inside generation 1, then resumed to the end.
     kill_after(&dir, GENERATIONS, 4);
     kill_after(&dir, GENERATIONS, 12);
-    let out = command(&dir, "tiny", &dir.join("reports"), GENERATIONS)
-        .output()
-        .unwrap();
+    let out = tiny_command(&dir, GENERATIONS).output().unwrap();
     assert!(out.status.success(), "{}", finished(&out));
     let rows = trials(&dir);
     let summary: Vec<_> = rows
@@ -151,9 +149,7 @@ fn a_trial_budget_runs_generations_then_the_confirmation_across_kills() {
 fn a_timeout_holds_over_kills_and_resumes() {
     let dir = scratch("budget-timeout");
     kill_after(&dir, TIMED, 3);
-    let out = command(&dir, "tiny", &dir.join("reports"), TIMED)
-        .output()
-        .unwrap();
+    let out = tiny_command(&dir, TIMED).output().unwrap();
     assert!(out.status.success(), "{}", finished(&out));
     let rows = trials(&dir);
     let search = of_kind(&rows, TrialKind::Search);
@@ -185,9 +181,7 @@ fn a_timeout_holds_over_kills_and_resumes() {
         "{spent:.2} s spent with trials of at most {longest:.2} s"
     );
     // A rerun of the finished study starts nothing new.
-    let again = command(&dir, "tiny", &dir.join("reports"), TIMED)
-        .output()
-        .unwrap();
+    let again = tiny_command(&dir, TIMED).output().unwrap();
     assert!(again.status.success(), "{}", finished(&again));
     assert_eq!(trials(&dir).len(), rows.len());
 }

@@ -152,9 +152,7 @@ fn a_small_study_renders_in_chromium() {
     };
     let started = Instant::now();
     let dir = tiny_study::scratch("html");
-    let out = tiny_study::command(&dir, "tiny", &dir.join("reports"), PROTOCOL)
-        .output()
-        .unwrap();
+    let out = tiny_study::tiny_command(&dir, PROTOCOL).output().unwrap();
     assert!(out.status.success(), "{}", tiny_study::finished(&out));
     let searched = started.elapsed();
     let rows = tiny_study::trials(&dir);

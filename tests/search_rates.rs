@@ -7,8 +7,7 @@ mod tiny_study;
 use pets::search::store::TrialKind;
 use pets::spec::Design;
 use std::collections::BTreeSet;
-use std::process::Command;
-use tiny_study::{finished, scratch, trials, SHORT};
+use tiny_study::{command_in_space, finished, scratch, trials, SHORT};
 
 const SPACE: &str = r#"SearchSpace(name: "rates", slots: [
     Slot(name: "attn", options: [
@@ -21,21 +20,9 @@ const SPACE: &str = r#"SearchSpace(name: "rates", slots: [
 fn trials_train_with_the_rates_they_drew_and_baselines_with_their_presets() {
     let dir = scratch("rates");
     std::fs::write(dir.join("rates.ron"), SPACE).unwrap();
-    let path = |p: &str| dir.join(p).to_string_lossy().to_string();
+    let space = dir.join("rates.ron").to_string_lossy().to_string();
     // No `--lr`: it would override every rate.
-    let out = Command::new(env!("CARGO_BIN_EXE_pets"))
-        .args(["search", "--space", &path("rates.ron"), "--budget", "5%"])
-        .args(["--study", "tiny", "--model", &path("model")])
-        .args(["--task", &path("reviews.tsv"), "--text-column", "text"])
-        .args(["--label-column", "label", "--quiet"])
-        .args([
-            "--storage",
-            &path("study.sqlite"),
-            "--reports",
-            &path("reports"),
-        ])
-        .args(SHORT)
-        .env("PETS_CACHE", dir.join("cache"))
+    let out = command_in_space(&dir, &space, None, "tiny", &dir.join("reports"), SHORT)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", finished(&out));

@@ -6,7 +6,7 @@ mod tiny_study;
 
 use pets::search::store::TrialRow;
 use std::path::Path;
-use tiny_study::{command, finished, scratch, trials};
+use tiny_study::{finished, scratch, tiny_command, trials};
 
 /// Two generations (NSGA-II proposes the second from the first), a baseline, a confirmation.
 const PROTOCOL: &[&str] = &[
@@ -52,7 +52,7 @@ fn study(name: &str, flipped: bool) -> Vec<TrialRow> {
     let dir = scratch(name);
     let test = dir.join("test.tsv");
     write_test_file(&test, flipped);
-    let out = command(&dir, "tiny", &dir.join("reports"), PROTOCOL)
+    let out = tiny_command(&dir, PROTOCOL)
         .args(["--test", &test.to_string_lossy()])
         .output()
         .unwrap();

@@ -12,7 +12,7 @@ use cluster::{assert_completed_exactly_once, open, postgres_url, study_args, tri
 use pets::search::store::{open_storage, Claim, Next, StoreError, StudyStore, TrialEnd, TrialKind};
 use pets::search::TrialState;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -203,28 +203,10 @@ fn four_workers_with_one_killed(storage: &str, name: &str) {
     let dir = cluster::tiny_study_dir(name);
     let study = cluster::unique_study("four");
     let args = study_args(&dir, &study, storage);
-    let log = |k: usize| std::fs::File::create(dir.join(format!("worker-{k}.log"))).unwrap();
     let mut workers: Vec<Child> = (0..4)
-        .map(|k| {
-            Command::new(env!("CARGO_BIN_EXE_pets"))
-                .args(["--threads", "1", "worker"])
-                .args(&args)
-                .args(["--stale-after", "4"])
-                .env("PETS_CACHE", dir.join("cache"))
-                .stdout(Stdio::null())
-                .stderr(log(k))
-                .spawn()
-                .unwrap()
-        })
+        .map(|k| cluster::spawn_worker(&dir, &args, &["--stale-after", "4"], k))
         .collect();
-    let logs = || {
-        (0..4)
-            .map(|k| {
-                std::fs::read_to_string(dir.join(format!("worker-{k}.log"))).unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || cluster::worker_logs(&dir, 4);
     let store = open(storage);
     let owner_of = |c: &Child| format!("pid {} on ", c.id());
     // Kill the worker of a running trial (the longest running kind first). The trial must still

@@ -8,6 +8,7 @@ pub mod tiny_study;
 
 use pets::search::store::{open_storage, StudyStore, TrialRow};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The PostgreSQL URL of `PETS_TEST_POSTGRES` (`.ci/run` and `scripts/test-postgres.sh` set it).
@@ -154,4 +155,27 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     done()
+}
+
+/// Starts `pets --threads 1 worker` with the study flags `args` and then `extra`, its standard
+/// error going to `dir/worker-{k}.log`.
+pub fn spawn_worker(dir: &Path, args: &[String], extra: &[&str], k: usize) -> Child {
+    let log = std::fs::File::create(dir.join(format!("worker-{k}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pets"))
+        .args(["--threads", "1", "worker"])
+        .args(args)
+        .args(extra)
+        .env("PETS_CACHE", dir.join("cache"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// The logs of workers `0..n` (as [`spawn_worker`] writes them), one after another.
+pub fn worker_logs(dir: &Path, n: usize) -> String {
+    (0..n)
+        .map(|k| std::fs::read_to_string(dir.join(format!("worker-{k}.log"))).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
 }

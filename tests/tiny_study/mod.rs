@@ -78,33 +78,56 @@ pub const SHORT: &[&str] = &[
 /// `pets search` of study `study` on the tiny model and data in `dir` (store `dir/study.sqlite`),
 /// writing reports under `reports`, with the `protocol` arguments.
 pub fn command(dir: &Path, study: &str, reports: &Path, protocol: &[&str]) -> Command {
+    command_in_space(
+        dir,
+        "search_spaces/mam.ron",
+        Some("0.01"),
+        study,
+        reports,
+        protocol,
+    )
+}
+
+/// [`command`] over the search space file `space`, with `--lr lr` (or without `--lr` at all, so
+/// that each trial trains with its design's own rate).
+pub fn command_in_space(
+    dir: &Path,
+    space: &str,
+    lr: Option<&str>,
+    study: &str,
+    reports: &Path,
+    protocol: &[&str],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pets"));
     let path = |p: &str| dir.join(p).to_string_lossy().to_string();
-    cmd.args([
-        "search",
-        "--space",
-        "search_spaces/mam.ron",
-        "--budget",
-        "5%",
-    ])
-    .args(["--study", study, "--model", &path("model")])
-    .args(["--task", &path("reviews.tsv"), "--text-column", "text"])
-    .args(["--label-column", "label", "--lr", "0.01", "--quiet"])
-    .args(["--storage", &path("study.sqlite")])
-    .args(["--reports", &reports.to_string_lossy()])
-    .args(protocol)
-    .env("PETS_CACHE", dir.join("cache"));
+    cmd.args(["search", "--space", space, "--budget", "5%"])
+        .args(["--study", study, "--model", &path("model")])
+        .args(["--task", &path("reviews.tsv"), "--text-column", "text"])
+        .args(["--label-column", "label"]);
+    if let Some(lr) = lr {
+        cmd.args(["--lr", lr]);
+    }
+    cmd.arg("--quiet")
+        .args(["--storage", &path("study.sqlite")])
+        .args(["--reports", &reports.to_string_lossy()])
+        .args(protocol)
+        .env("PETS_CACHE", dir.join("cache"));
     cmd
+}
+
+/// Study `tiny` with the `protocol` arguments, reports in `dir/reports`.
+pub fn tiny_command(dir: &Path, protocol: &[&str]) -> Command {
+    command(dir, "tiny", &dir.join("reports"), protocol)
 }
 
 /// Study `tiny` with the full protocol, reports in `dir/reports`.
 pub fn search_command(dir: &Path) -> Command {
-    command(dir, "tiny", &dir.join("reports"), FULL)
+    tiny_command(dir, FULL)
 }
 
 /// Study `tiny` with the short protocol, reports in `dir/reports`.
 pub fn short_command(dir: &Path) -> Command {
-    command(dir, "tiny", &dir.join("reports"), SHORT)
+    tiny_command(dir, SHORT)
 }
 
 pub fn finished(out: &Output) -> String {
