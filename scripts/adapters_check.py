@@ -23,6 +23,8 @@ import json
 import sys
 from pathlib import Path
 
+from logit_check import encode, head_logits, quiet, read_predictions
+
 
 def randomise(run: Path) -> int:
     import torch
@@ -62,17 +64,13 @@ def texts(source: Path, out: Path, n: int, task: Path | None) -> int:
 
 
 def compare(adapter: Path, predictions: Path, base: str | None, tolerance: float) -> int:
-    import warnings
-
     import adapters
     import torch
     import transformers
     from safetensors.torch import load_file
-    from tokenizers import Tokenizer
     from transformers import BertModel
 
-    transformers.logging.set_verbosity_error()
-    warnings.filterwarnings("ignore")
+    quiet(Warning)
     config = json.loads((adapter / "adapter_config.json").read_text())
     manifest = json.loads((adapter / "manifest.json").read_text())
     base = base or config["model_name"]
@@ -91,22 +89,11 @@ def compare(adapter: Path, predictions: Path, base: str | None, tolerance: float
     model.eval()
     head = load_file(str(adapter / "head.safetensors"))
 
-    rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
-    tok = Tokenizer.from_file(str(adapter / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=manifest["max_len"])
-    enc = tok.encode_batch([r["text"] for r in rows])
-    pad = tok.token_to_id("[PAD]") or 0
-    width = max(len(e.ids) for e in enc)
-    ids = torch.tensor([e.ids + [pad] * (width - len(e.ids)) for e in enc])
-    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in enc])
+    rows = read_predictions(predictions)
+    ids, mask = encode(adapter, rows)
 
     def logits() -> torch.Tensor:
-        with torch.no_grad():
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return pooled @ head["head.weight"].T + head["head.bias"]
+        return head_logits(model, head, ids, mask)
 
     reference = logits()
     model.set_active_adapters(None)

@@ -18,6 +18,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/check-common.sh
+. scripts/check-common.sh
 allow_skip=0 designs=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -39,8 +41,7 @@ if ! "$py" -c "import torch, adapters" 2>/dev/null; then
     echo "error: no venv with torch and adapters at $venv (pip install torch $pins)" >&2
     exit 1
 fi
-cargo build -q --bin pets
-pets="${CARGO_TARGET_DIR:-$root/target}/debug/pets"
+build_pets debug
 fetched=$("$pets" fetch --model minilm-l6 --data mr 2>&1)
 base=$(sed -n 's/^model minilm-l6: //p' <<<"$fetched")
 data=$(sed -n 's/^data mr: //p' <<<"$fetched")

@@ -14,6 +14,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/check-common.sh
+. scripts/check-common.sh
 steps=5 profile=debug
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -24,21 +26,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-pins="torch==2.15.0 transformers==5.23.0 peft==0.21.2"
-venv=${PEFT_VENV:-$root/.venv-peft}
-py=$venv/bin/python
-if ! "$py" -c "import torch, transformers, peft" 2>/dev/null; then
-    echo "installing $pins into $venv (once; several minutes) ..." >&2
-    python3 -m venv "$venv"
-    # shellcheck disable=SC2086
-    "$py" -m pip install -q $pins >&2
-fi
-if [ "$profile" = release ]; then
-    cargo build -q --release --bin pets
-else
-    cargo build -q --bin pets
-fi
-pets="${CARGO_TARGET_DIR:-$root/target}/$profile/pets"
+skip() {
+    echo "error: $1" >&2
+    exit 1
+}
+peft_venv
+build_pets "$profile"
 "$pets" fetch --model minilm-l6 >&2
 base=$("$pets" fetch --model minilm-l6 2>&1 | sed -n 's/^model minilm-l6: //p')
 

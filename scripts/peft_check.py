@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from logit_check import encode, head_logits, quiet, read_predictions
+
 TINY_WORDS = ["the", "a", "film", "movie", "plot", "actors", "story", "was", "is", "great",
               "awful", "good", "bad", "fine", "dull", "and", "very", "quite", "not", "really",
               ".", ",", "!"]
@@ -55,17 +57,6 @@ def make_tiny(out: Path) -> None:
         rows.append(f"{subjects[i % 5]} was very {word} .\t{label}")
     (out / "reviews.tsv").write_text("\n".join(rows) + "\n")
     print(f"wrote a tiny BERT to {out}")
-
-
-def quiet() -> None:
-    """The pooler is absent or unused (mean pooling): its load report is noise here."""
-    import warnings
-
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def compare(adapter: Path, predictions: Path, base: str | None, tolerance: float) -> int:
@@ -123,30 +114,15 @@ def compare_ia3(adapter: Path, predictions: Path, base: str, tolerance: float) -
 def check(model, head, adapter: Path, predictions: Path, base: str, tolerance: float,
           method: str) -> int:
     import torch
-    from tokenizers import Tokenizer
 
-    manifest = json.loads((adapter / "manifest.json").read_text())
-
-    rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
+    rows = read_predictions(predictions)
     if not rows:
         print(f"error: {predictions} holds no predictions", file=sys.stderr)
         return 2
-    # The same tokenisation as pets: truncate to the manifest's max_len, no fixed padding.
-    tok = Tokenizer.from_file(str(adapter / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=manifest["max_len"])
-    encodings = tok.encode_batch([r["text"] for r in rows])
-    pad = tok.token_to_id("[PAD]") or 0
-    width = max(len(e.ids) for e in encodings)
-    ids = torch.tensor([e.ids + [pad] * (width - len(e.ids)) for e in encodings])
-    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encodings])
+    ids, mask = encode(adapter, rows)
 
     def logits() -> torch.Tensor:
-        with torch.no_grad():
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return pooled @ head["head.weight"].T + head["head.bias"]
+        return head_logits(model, head, ids, mask)
 
     reference = logits()
     with model.disable_adapter():

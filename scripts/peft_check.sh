@@ -16,6 +16,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/check-common.sh
+. scripts/check-common.sh
 allow_skip=0 model=tiny steps=20 profile=debug design=search_spaces/presets/lora.ron
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,24 +40,8 @@ skip() {
     exit 1
 }
 
-# Versions this check was run with (torch is ~5 GB with its CUDA wheels; installed once).
-pins="torch==2.15.0 transformers==5.23.0 peft==0.21.2"
-venv=${PEFT_VENV:-$root/.venv-peft}
-py=$venv/bin/python
-if ! "$py" -c "import torch, transformers, peft" 2>/dev/null; then
-    echo "installing $pins into $venv (once; several minutes) ..." >&2
-    python3 -m venv "$venv" 2>/dev/null || skip "cannot create a Python venv at $venv"
-    # shellcheck disable=SC2086
-    "$py" -m pip install -q $pins >&2 || skip "could not install $pins"
-    "$py" -c "import torch, transformers, peft" 2>/dev/null || skip "torch, transformers or peft does not import"
-fi
-
-if [ "$profile" = release ]; then
-    cargo build -q --release --bin pets
-else
-    cargo build -q --bin pets
-fi
-pets="${CARGO_TARGET_DIR:-$root/target}/$profile/pets"
+peft_venv
+build_pets "$profile"
 
 work=${PEFT_WORK:-$(mktemp -d)}
 mkdir -p "$work"
