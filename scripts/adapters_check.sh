@@ -7,9 +7,10 @@
 #
 # usage: scripts/adapters_check.sh [--allow-skip] [DESIGN.ron ...]
 #   default designs: the pfeiffer, parallel_adapter, scaled_parallel_adapter, prefix, lora and
-#   mam presets. The committed search's best design (mam trial 38):
+#   mam presets. The committed search's best design (mam trial 38) is committed as
+#   search_spaces/found/mr-mam-trial38.ron, written from the study store with:
 #     sqlite3 studies/pets.sqlite "select t.design from trials t join studies s on
-#       s.id = t.study_id where s.name = 'mam' and t.number = 38" > /tmp/mam_trial38.ron
+#       s.id = t.study_id where s.name = 'mam' and t.number = 38" > search_spaces/found/mr-mam-trial38.ron
 # Environment: ADAPTERS_VENV (default /work/venv-adapters; adapters' pins clash with the PEFT
 # venv's transformers 5), ADAPTERS_WORK (scratch folder), CARGO_TARGET_DIR as for cargo.
 # Checked with adapters 1.3.0, transformers 4.57.6, torch 2.15.0 (torch reused from the PEFT
