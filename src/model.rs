@@ -96,17 +96,24 @@ impl AdaptedModel {
             }
             _ => self.encoder.forward(&batch.input_ids, mask, plan, train)?,
         };
-        mean_pool(&hidden, mask)
+        self.pool(&hidden, mask)
+    }
+
+    /// One vector per sequence from the final hidden states (b, t, hidden) under `mask` (b, t):
+    /// what the head reads.
+    pub fn pool(&self, hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        mean_pool(hidden, mask)
+    }
+
+    /// The head's logits (b, classes) of pooled vectors (b, hidden).
+    pub fn head_logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        affine(pooled, &self.head_weight, Some(&self.head_bias))
     }
 }
 
 impl Classifier for AdaptedModel {
     fn logits(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
-        affine(
-            &self.pooled(batch, train)?,
-            &self.head_weight,
-            Some(&self.head_bias),
-        )
+        self.head_logits(&self.pooled(batch, train)?)
     }
 
     /// The lowest layer with a module (all layers when there is none), or 0 when the design

@@ -23,6 +23,9 @@ pub struct RunOptions {
     pub dropout: f32,
 }
 
+/// Cloning shares the frozen tensors (candle tensors are reference-counted): a pack of designs
+/// trains on clones of one encoder.
+#[derive(Clone)]
 pub struct Encoder {
     pub config: BertConfig,
     word: Tensor,

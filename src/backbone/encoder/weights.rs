@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use std::path::Path;
 
+#[derive(Clone)]
 pub(super) struct Linear {
     pub(super) weight: Tensor,
     pub(super) bias: Tensor,
@@ -27,6 +28,7 @@ impl Linear {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Norm {
     pub(super) gamma: Tensor,
     pub(super) beta: Tensor,
@@ -41,6 +43,7 @@ impl Norm {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Layer {
     pub(super) query: Linear,
     pub(super) key: Linear,
