@@ -57,7 +57,7 @@ fn attach(
     };
     let join = match module.method().build(building)? {
         Built::Prefix(prefix) => {
-            plan.prefix = Some(prefix);
+            plan.prefix = Some(prefix.into());
             return Ok(());
         }
         Built::Rescale(scale) => Join::Rescale(scale),

@@ -52,6 +52,7 @@ pub mod fuzz;
 pub mod graph;
 pub mod methods;
 pub mod model;
+pub mod pack;
 pub mod params;
 pub mod predict;
 pub mod progress;

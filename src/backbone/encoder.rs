@@ -15,7 +15,7 @@ use weights::{Layer, Norm};
 mod weights;
 
 /// Additive mask value for padding: large and finite, so a row never becomes all −inf (NaN).
-const MASKED: f32 = -1e9;
+pub(crate) const MASKED: f32 = -1e9;
 
 /// How the frozen encoder runs: dropout is an explicit choice (off keeps it deterministic).
 #[derive(Debug, Clone, Copy, Default)]

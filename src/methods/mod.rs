@@ -21,7 +21,7 @@ pub mod registry;
 pub mod store;
 
 pub use compose::Composer;
-pub use plan::{Attached, Join, LayerPlan, SiteModules};
+pub use plan::{Attached, Join, LayerPlan, LayerPrefix, SiteModules};
 pub use registry::{FormChoice, METHODS};
 pub use store::{Fill, ParamStore};
 

@@ -36,19 +36,28 @@ impl Attached {
 
 /// The modules writing to one site: parallel ones read the sublayer input and add; at most one
 /// sequential module then reads the (already modified) output.
+///
+/// A pack of designs ([`crate::pack`]) fills `groups` instead: one entry per design, each
+/// applied to its own equal share of the rows (design k owns rows `k·b..(k+1)·b`).
 #[derive(Default)]
 pub struct SiteModules {
     pub parallel: Vec<Attached>,
     pub sequential: Option<Attached>,
+    pub groups: Vec<SiteModules>,
 }
 
 impl SiteModules {
     pub fn is_empty(&self) -> bool {
-        self.parallel.is_empty() && self.sequential.is_none()
+        self.parallel.is_empty()
+            && self.sequential.is_none()
+            && self.groups.iter().all(SiteModules::is_empty)
     }
 
     /// `h` modified by every module here; `z_parallel` is what parallel modules read.
     pub fn apply(&self, z_parallel: &Tensor, h: Tensor) -> Result<Tensor> {
+        if !self.groups.is_empty() && !self.is_empty() {
+            return self.apply_groups(z_parallel, h);
+        }
         let mut out = h;
         for m in &self.parallel {
             let next = m.apply(z_parallel, &out)?;
@@ -61,6 +70,21 @@ impl SiteModules {
             out = next;
         }
         Ok(out)
+    }
+
+    /// Each group's modules on its rows of `z` and `h`, joined again in row order; a group
+    /// without modules passes its rows through.
+    fn apply_groups(&self, z_parallel: &Tensor, h: Tensor) -> Result<Tensor> {
+        let rows = h.dim(0)? / self.groups.len();
+        let mut parts = Vec::with_capacity(self.groups.len());
+        for (k, group) in self.groups.iter().enumerate() {
+            let h_k = h.narrow(0, k * rows, rows)?;
+            parts.push(match group.is_empty() {
+                true => h_k,
+                false => group.apply(&z_parallel.narrow(0, k * rows, rows)?, h_k)?,
+            });
+        }
+        Tensor::cat(&parts, 0)
     }
 }
 
@@ -82,10 +106,60 @@ pub const SITE_ORDER: [Site; 10] = {
     ]
 };
 
+/// The keys and values a layer prepends to its attention: one design's prefix, or the prefixes
+/// of a pack of designs (each on its own rows, padded to the longest with masked slots).
+pub enum LayerPrefix {
+    Single(super::prefix::Prefix),
+    Packed(crate::pack::PackedPrefix),
+}
+
+impl From<super::prefix::Prefix> for LayerPrefix {
+    fn from(prefix: super::prefix::Prefix) -> Self {
+        LayerPrefix::Single(prefix)
+    }
+}
+
+impl LayerPrefix {
+    /// The prefix's tensor-name prefix (`<module label>.layer<i>`), or `packed` for a pack.
+    pub fn label(&self) -> &str {
+        match self {
+            LayerPrefix::Single(p) => p.label(),
+            LayerPrefix::Packed(_) => "packed",
+        }
+    }
+
+    /// Keys and values (b, heads, t, head_dim) with the prefix in front, and the additive mask
+    /// (b, 1, 1, t) extended to match.
+    pub fn extend(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        match self {
+            LayerPrefix::Single(p) => p.extend(k, v, mask),
+            LayerPrefix::Packed(p) => p.extend(k, v, mask),
+        }
+    }
+
+    /// [`LayerPrefix::extend`] for keys and values whose heads are not yet split (b, t, hidden).
+    pub fn extend_merged(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        match self {
+            LayerPrefix::Single(p) => p.extend_merged(k, v, mask),
+            LayerPrefix::Packed(p) => p.extend_merged(k, v, mask),
+        }
+    }
+}
+
 /// Everything a design attaches to one encoder layer.
 #[derive(Default)]
 pub struct LayerPlan {
-    pub prefix: Option<super::prefix::Prefix>,
+    pub prefix: Option<LayerPrefix>,
     sites: [SiteModules; 10],
 }
 
@@ -102,6 +176,11 @@ impl LayerPlan {
 
     pub fn is_empty(&self) -> bool {
         self.prefix.is_none() && self.sites.iter().all(SiteModules::is_empty)
+    }
+
+    /// Every site's modules in [`SITE_ORDER`], to take them apart (a pack moves them).
+    pub fn sites_mut(&mut self) -> impl Iterator<Item = (Site, &mut SiteModules)> {
+        SITE_ORDER.iter().copied().zip(self.sites.iter_mut())
     }
 
     /// Every non-empty site with its modules, in the order the layer applies them.

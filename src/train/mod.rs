@@ -19,13 +19,13 @@ pub use adamw::AdamW;
 pub use clip::clip_grad_norm;
 pub use eval::{evaluate, evaluate_test, evaluate_with, Evaluation};
 pub use schedule::{epoch_seed, learning_rate, total_steps, warmup_steps};
+pub(crate) use snapshot::BestSnapshot;
 
 use crate::batch::{make_batch, plan_batches, Batch, BatchPlan, TokenizedSplit};
 use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use candle_nn::optim::ParamsAdamW;
 use progress::Progress;
-use snapshot::BestSnapshot;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -139,9 +139,12 @@ pub struct TrainOutcome {
     /// Training time only, evaluation excluded.
     pub train_seconds: f64,
     pub epochs: Vec<EpochRecord>,
+    /// Every optimizer step's training loss, in order.
+    #[serde(skip)]
+    pub losses: Vec<f64>,
 }
 
-fn validate(cfg: &TrainConfig) -> Result<(), TrainError> {
+pub(crate) fn validate(cfg: &TrainConfig) -> Result<(), TrainError> {
     let problem = if cfg.epochs == 0 {
         "epochs must be at least 1"
     } else if cfg.batch_size == 0 || cfg.eval_batch_size == 0 {
@@ -187,6 +190,7 @@ pub fn train(
     let mut best = BestSnapshot::new();
     let mut records = Vec::new();
     let (mut step, mut train_seconds) = (0usize, 0f64);
+    let mut losses = Vec::new();
     let cache_started = Instant::now();
     let frozen = match cfg.cache_frozen {
         true => frozen::for_splits(model, train, dev, pad_id, device, cfg.eval_batch_size)?,
@@ -238,6 +242,7 @@ pub fn train(
             step += 1;
             epoch_steps += 1;
             loss_sum += value;
+            losses.push(value);
             let running = loss_sum / epoch_steps as f64;
             progress.step(
                 step,
@@ -284,10 +289,11 @@ pub fn train(
         steps: step,
         train_seconds,
         epochs: records,
+        losses,
     })
 }
 
-fn check_gradients(grads: &GradStore, vars: &[Var]) -> Result<(), TrainError> {
+pub(crate) fn check_gradients(grads: &GradStore, vars: &[Var]) -> Result<(), TrainError> {
     match vars.iter().position(|v| grads.get(v.as_tensor()).is_none()) {
         Some(index) => Err(TrainError::MissingGradient {
             index,

@@ -75,7 +75,7 @@ impl Prefix {
     }
 
     /// (keys, values) each (l, hidden).
-    fn key_values(&self) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn key_values(&self) -> Result<(Tensor, Tensor)> {
         match &self.params {
             PrefixParams::Direct { keys, values } => Ok((keys.clone(), values.clone())),
             PrefixParams::Mlp {
