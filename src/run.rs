@@ -2,8 +2,10 @@
 //! and whether a finished run folder can stand for a new run (its [`RunFingerprint`]).
 
 pub mod fingerprint;
+mod packed;
 
 pub use fingerprint::{RunFingerprint, RunInputs};
+pub use packed::{train_designs_packed, PackedRun};
 
 use crate::assets::Cache;
 use crate::backbone::config::BertConfig;
@@ -134,10 +136,7 @@ pub fn train_design(
     settings: &RunSettings,
     out: Option<&Path>,
 ) -> crate::Result<(RunMetrics, AdaptedModel)> {
-    let mut encoder = Encoder::from_folder(&task.model_dir, &settings.device)?;
-    encoder.options = RunOptions {
-        dropout: settings.dropout,
-    };
+    let encoder = load_encoder(task, settings)?;
     let classes = task.dataset.label_names.len();
     let model = AdaptedModel::build(encoder, design, classes, settings.train.seed)?;
     let mut config = settings.train.clone();
@@ -160,11 +159,37 @@ pub fn train_design(
         &settings.device,
         config.eval_batch_size,
     )?;
+    let metrics = run_metrics(design, task, settings, &config, outcome, &model, test);
+    if let Some(dir) = out {
+        write_run(dir, design, &metrics, &model)?;
+    }
+    Ok((metrics, model))
+}
+
+/// The frozen model of `task`, on the settings' device, with their dropout.
+fn load_encoder(task: &PreparedTask, settings: &RunSettings) -> crate::Result<Encoder> {
+    let mut encoder = Encoder::from_folder(&task.model_dir, &settings.device)?;
+    encoder.options = RunOptions {
+        dropout: settings.dropout,
+    };
+    Ok(encoder)
+}
+
+/// The metrics of `model`, trained on `task` as `outcome` says, with its test evaluation.
+fn run_metrics(
+    design: &Design,
+    task: &PreparedTask,
+    settings: &RunSettings,
+    config: &TrainConfig,
+    outcome: train::TrainOutcome,
+    model: &AdaptedModel,
+    test: Option<(train::Evaluation, String)>,
+) -> RunMetrics {
     let (test_accuracy, test_correct) = match test {
         Some((eval, correct)) => (Some(eval.accuracy), Some(correct)),
         None => (None, None),
     };
-    let metrics = RunMetrics {
+    RunMetrics {
         design: design.name.clone(),
         model: settings.model.clone(),
         task: task.dataset.name.clone(),
@@ -189,11 +214,7 @@ pub fn train_design(
         epochs: outcome.epochs,
         device: device_name(&settings.device),
         fingerprint: Some(RunFingerprint::new(design, &task.inputs, settings)),
-    };
-    if let Some(dir) = out {
-        write_run(dir, design, &metrics, &model)?;
     }
-    Ok((metrics, model))
 }
 
 /// A run folder: `design.ron`, `metrics.json`, `adapter.safetensors` (trainable tensors only).

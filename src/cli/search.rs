@@ -77,6 +77,9 @@ pub struct SearchArgs {
     /// Trials trained at once (threads are split between them).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Trials of one rung each job trains together, sharing one pass of the frozen model.
+    #[arg(long, default_value_t = 1)]
+    pub pack: usize,
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
     pub search_seed: u64,
@@ -210,6 +213,7 @@ fn search_settings(search: SearchArgs) -> Result<SearchSettings> {
         presets_dir: search.presets,
         reports: search.reports,
         jobs: search.jobs,
+        pack: search.pack,
         command: super::command_line(),
     })
 }

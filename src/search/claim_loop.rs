@@ -14,7 +14,9 @@ use super::study::trial_folder_in;
 use super::worker::WorkerSettings;
 use super::{SearchError, TrialState};
 use crate::progress::{emit, note, Event, Task};
-use crate::run::{bind_thread, train_design, RunMetrics, RunSettings};
+use crate::run::{
+    bind_thread, train_design, train_designs_packed, PackedRun, RunMetrics, RunSettings,
+};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -94,34 +96,22 @@ impl ClaimLoop<'_> {
                     row
                 }
             };
-            if self.train(&row, &pool)? {
-                trained += 1;
+            let rows = self.claim_more(*row)?;
+            for pack in same_rung_packs(rows) {
+                trained += match pack.len() {
+                    1 => usize::from(self.train(&pack[0], &pool)?),
+                    _ => self.train_pack(&pack, &pool)?,
+                };
             }
             self.refresh();
         }
     }
 
-    /// Trains a claimed trial and records how it ended; `false` when another worker re-claimed
-    /// it meanwhile (this worker was presumed dead: its result is dropped, theirs counts).
-    /// The design's own error fails the trial and the study goes on; any other error (the
-    /// device, I/O, the store) stops the loop and leaves the trial running in the store.
+    /// Trains a claimed trial and records how it ended ([`ClaimLoop::record`]).
     fn train(&self, row: &TrialRow, pool: &rayon::ThreadPool) -> crate::Result<bool> {
-        let ws = self.shared.ws;
-        let every = (ws.stale_after / 4).max(Duration::from_millis(50));
-        let beat = Heartbeat::start(
-            self.store.connect_again()?,
-            row.id,
-            self.owner.clone(),
-            every,
-        );
-        let mut settings = self.shared.run.clone();
-        settings.train.max_steps = Some(row.fidelity);
-        // Confirmation runs train with their own seed; every other trial has the study's.
-        settings.train.seed = row.seed;
-        settings.train.epochs = row.fidelity.div_ceil(self.shared.study.steps_per_epoch);
-        settings.train.progress = false;
-        // Every trial keeps its trained tensors, so a design picked from the front exports as is.
-        let folder = trial_folder_in(&ws.trials_dir, &ws.search.study, row.number);
+        let beat = self.heartbeat(row)?;
+        let settings = self.settings_for(row);
+        let folder = self.folder_of(row);
         let started = Instant::now();
         let task = &self.shared.study.task;
         // Only the training runs on the pool: the store connection stays on this thread.
@@ -135,7 +125,112 @@ impl ClaimLoop<'_> {
             bind_thread(&settings.device)?;
             Ok(metrics)
         };
-        let end = match pool.install(trained) {
+        let end = self.trial_end(row, pool.install(trained), started)?;
+        drop(beat);
+        self.record(row, &end)
+    }
+
+    /// [`ClaimLoop::train`] for trials of one rung trained together as one pack; how many of
+    /// them were recorded as this worker's.
+    fn train_pack(&self, rows: &[TrialRow], pool: &rayon::ThreadPool) -> crate::Result<usize> {
+        let beats = rows
+            .iter()
+            .map(|row| self.heartbeat(row))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let runs: Vec<PackedRun> = rows
+            .iter()
+            .map(|row| PackedRun {
+                design: row.design.clone(),
+                settings: self.settings_for(row),
+                out: Some(self.folder_of(row)),
+            })
+            .collect();
+        let started = Instant::now();
+        let task = &self.shared.study.task;
+        let device = &self.shared.run.device;
+        let trained = || -> crate::Result<Vec<crate::Result<RunMetrics>>> {
+            bind_thread(device)?;
+            let results = train_designs_packed(&runs, task)?;
+            let metrics = results.into_iter().map(|r| r.map(|(m, _)| m)).collect();
+            bind_thread(device)?;
+            Ok(metrics)
+        };
+        let results = match pool.install(trained) {
+            Ok(results) => results,
+            Err(e) => {
+                return Err(SearchError::Stopped {
+                    study: self.shared.ws.search.study.clone(),
+                    trial: rows[0].number,
+                    cause: e.to_string(),
+                }
+                .into())
+            }
+        };
+        let ends = rows
+            .iter()
+            .zip(results)
+            .map(|(row, result)| self.trial_end(row, result, started))
+            .collect::<crate::Result<Vec<_>>>()?;
+        drop(beats);
+        let mut recorded = 0;
+        for (row, end) in rows.iter().zip(&ends) {
+            recorded += usize::from(self.record(row, end)?);
+        }
+        Ok(recorded)
+    }
+
+    /// Up to `--pack` trials: `first`, then whatever the plan hands out at once (a claim that
+    /// would wait ends the pack: its trials start now).
+    fn claim_more(&self, first: TrialRow) -> crate::Result<Vec<TrialRow>> {
+        let mut rows = vec![first];
+        let ws = self.shared.ws;
+        while rows.len() < ws.search.pack && !self.shared.stop.load(Ordering::SeqCst) {
+            let plan = self.shared.plan;
+            let claim =
+                self.store
+                    .claim(self.shared.id, &self.owner, ws.stale_after, &mut |rows| {
+                        Ok(plan.next(rows, super::store::now())?)
+                    })?;
+            match claim {
+                Claim::New(row) | Claim::Reclaimed(row) => rows.push(*row),
+                Claim::Done | Claim::Wait => break,
+            }
+        }
+        Ok(rows)
+    }
+
+    fn heartbeat(&self, row: &TrialRow) -> crate::Result<Heartbeat> {
+        let every = (self.shared.ws.stale_after / 4).max(Duration::from_millis(50));
+        let store = self.store.connect_again()?;
+        Ok(Heartbeat::start(store, row.id, self.owner.clone(), every))
+    }
+
+    /// The run settings of a claimed trial: its rung's steps and its seed.
+    fn settings_for(&self, row: &TrialRow) -> RunSettings {
+        let mut settings = self.shared.run.clone();
+        settings.train.max_steps = Some(row.fidelity);
+        // Confirmation runs train with their own seed; every other trial has the study's.
+        settings.train.seed = row.seed;
+        settings.train.epochs = row.fidelity.div_ceil(self.shared.study.steps_per_epoch);
+        settings.train.progress = false;
+        settings
+    }
+
+    /// Every trial keeps its trained tensors, so a design picked from the front exports as is.
+    fn folder_of(&self, row: &TrialRow) -> PathBuf {
+        let ws = self.shared.ws;
+        trial_folder_in(&ws.trials_dir, &ws.search.study, row.number)
+    }
+
+    /// How a trained trial ended: the design's own error fails it and the study goes on; any
+    /// other error (the device, I/O, the store) stops the loop and leaves it running in the store.
+    fn trial_end(
+        &self,
+        row: &TrialRow,
+        result: crate::Result<RunMetrics>,
+        started: Instant,
+    ) -> crate::Result<TrialEnd> {
+        Ok(match result {
             Ok(metrics) => TrialEnd::Complete(TrialResult {
                 accuracy: metrics.accuracy,
                 params: metrics.trainable_params,
@@ -146,18 +241,22 @@ impl ClaimLoop<'_> {
             Err(e) if blame(&e) == Blame::Design => TrialEnd::Failed(e.to_string()),
             Err(e) => {
                 return Err(SearchError::Stopped {
-                    study: ws.search.study.clone(),
+                    study: self.shared.ws.search.study.clone(),
                     trial: row.number,
                     cause: e.to_string(),
                 }
                 .into())
             }
-        };
-        drop(beat);
+        })
+    }
+
+    /// Records how a trial ended; `false` when another worker re-claimed it meanwhile (this
+    /// worker was presumed dead: its result is dropped, theirs counts).
+    fn record(&self, row: &TrialRow, end: &TrialEnd) -> crate::Result<bool> {
         let name = row.label.as_deref().unwrap_or(&row.design.name);
-        match self.store.finish(row.id, &self.owner, &end) {
+        match self.store.finish(row.id, &self.owner, end) {
             Ok(()) => {
-                self.say(match &end {
+                self.say(match end {
                     TrialEnd::Complete(r) => format!(
                         "trial {:>3} {} {:>6} steps  acc {:.4}  params {:>9}  {name}",
                         row.number,
@@ -247,4 +346,18 @@ impl Drop for Heartbeat {
             let _ = thread.join();
         }
     }
+}
+
+/// Claimed trials split into packs that share a rung and a seed (a pack trains on one batch
+/// order for one number of steps), in claim order.
+fn same_rung_packs(rows: Vec<TrialRow>) -> Vec<Vec<TrialRow>> {
+    let mut packs: Vec<Vec<TrialRow>> = Vec::new();
+    for row in rows {
+        let key = |r: &TrialRow| (r.fidelity, r.seed);
+        match packs.iter_mut().find(|p| key(&p[0]) == key(&row)) {
+            Some(pack) => pack.push(row),
+            None => packs.push(vec![row]),
+        }
+    }
+    packs
 }

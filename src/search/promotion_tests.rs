@@ -328,6 +328,7 @@ fn the_rule_is_in_the_study_settings_and_older_studies_resume() {
         presets_dir: "search_spaces/presets".into(),
         reports: "reports".into(),
         jobs: 1,
+        pack: 1,
         command: "pets search".into(),
     };
     // The defaults write no key: a study stored before `--promotion` existed compares equal.

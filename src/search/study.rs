@@ -41,12 +41,14 @@ pub struct SearchSettings {
     pub reports: PathBuf,
     /// Trials trained at once; threads are split between them.
     pub jobs: usize,
+    /// `--pack`: trials of one rung each claim loop trains together as one pack ([`crate::pack`]).
+    pub pack: usize,
     pub command: String,
 }
 
 impl SearchSettings {
     /// Refuses `eta`, `rungs`, `initial`, `population`, `trials`, `confirm_top`,
-    /// `confirm_seeds` and `jobs` outside the ranges a search can run with, naming the setting.
+    /// `confirm_seeds`, `jobs` and `pack` outside the ranges a search can run with, naming the setting.
     pub fn check(&self) -> Result<(), SearchError> {
         let ranges = [
             ("eta", self.eta, 2, 10),
@@ -57,6 +59,7 @@ impl SearchSettings {
             ("confirm_top", self.confirm_top, 0, 100),
             ("confirm_seeds", self.confirm_seeds, 1, 100),
             ("jobs", self.jobs, 1, 256),
+            ("pack", self.pack, 1, 256),
         ];
         for (setting, value, low, high) in ranges {
             if !(low..=high).contains(&value) {
