@@ -9,10 +9,12 @@
 //! line per request (`reference` owns that protocol), so the two sides can alternate round by
 //! round without reloading. `report` writes the Markdown.
 
+mod pack;
 mod plan;
 mod reference;
 mod report;
 
+pub use pack::{pack_report, run_pack_bench, PackTiming};
 pub use plan::{make_plan, write_plan, Plan, PlanModule};
 pub use report::{median, verdict, write_report};
 

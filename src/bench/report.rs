@@ -114,7 +114,7 @@ fn setup_lines(
         "frozen, fp32"
     };
     vec![
-        ("machine", format!("{} ({} logical CPUs, {})", cpu_model(), logical_cpus(), simd())),
+        ("machine", machine_line()),
         ("load", load_line(c)),
         ("pets", format!("{} on {}", env!("CARGO_PKG_VERSION"), c.device)),
         ("reference", format!("`bench/reference.py`, PyTorch on {}", c.reference_device)),
@@ -227,6 +227,16 @@ pub fn verdict(r: &BenchRow) -> String {
     format!("- **{}**: {agree}; {target}.", r.design)
 }
 
+/// The CPU model, its logical CPU count and vector extensions, for a report's setup.
+pub(crate) fn machine_line() -> String {
+    format!(
+        "{} ({} logical CPUs, {})",
+        cpu_model(),
+        logical_cpus(),
+        simd()
+    )
+}
+
 /// `model name` of the first CPU in /proc/cpuinfo (what `lscpu` shows as Model name).
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -272,7 +282,7 @@ fn logical_cpus() -> usize {
     std::thread::available_parallelism().map_or(0, |n| n.get())
 }
 
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -1,7 +1,7 @@
 //! `pets bench`: pets against a PyTorch reference of the same designs, and the verdicts.
 
 use super::run_args::{check_lr, device};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use pets::assets::Cache;
 use pets::spec::Design;
@@ -56,8 +56,14 @@ pub struct BenchArgs {
     /// Scratch folder for the plan and tensors each design hands the reference.
     #[arg(long, default_value = "runs/bench")]
     pub work: PathBuf,
-    #[arg(long, default_value = "reports/bench.md")]
-    pub report: PathBuf,
+    /// Where the report goes (default reports/bench.md; with --pack, reports/bench-pack-cpu.md
+    /// or, on a GPU, reports/bench-pack-step.md).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Time the designs trained one at a time against all of them as one pack (pets only, no
+    /// reference; `--check-steps` steps each).
+    #[arg(long)]
+    pub pack: bool,
 }
 
 /// `pets bench`: times every design on both sides, writes the report, prints one verdict each.
@@ -98,14 +104,31 @@ pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
         script: args.reference,
         work: args.work,
     };
-    let (mut context, rows) = pets::bench::run_bench(&designs, &settings, cache)?;
     // "pets", not the binary's path, so the report shows a command anyone can type.
     let words: Vec<String> = std::env::args().skip(1).collect();
-    context.command = format!("pets {}", words.join(" "));
-    pets::bench::write_report(&args.report, &context, &settings, &rows)?;
+    let command = format!("pets {}", words.join(" "));
+    if args.pack {
+        let default = match settings.device.is_cpu() {
+            true => "reports/bench-pack-cpu.md",
+            false => "reports/bench-pack-step.md",
+        };
+        let report = args.report.unwrap_or_else(|| PathBuf::from(default));
+        let timing = pets::bench::run_pack_bench(&designs, &settings, cache)?;
+        let text = pets::bench::pack_report(&timing, &settings, &command);
+        std::fs::write(&report, &text).with_context(|| format!("writing {}", report.display()))?;
+        println!("packed: {:.2}x one at a time per design", timing.speedup());
+        eprintln!("wrote {}", report.display());
+        return Ok(());
+    }
+    let report = args
+        .report
+        .unwrap_or_else(|| PathBuf::from("reports/bench.md"));
+    let (mut context, rows) = pets::bench::run_bench(&designs, &settings, cache)?;
+    context.command = command;
+    pets::bench::write_report(&report, &context, &settings, &rows)?;
     for row in &rows {
         println!("{}", pets::bench::verdict(row));
     }
-    eprintln!("wrote {}", args.report.display());
+    eprintln!("wrote {}", report.display());
     Ok(())
 }
