@@ -7,9 +7,12 @@ finished trial (to --out, appended, or stdout). A trial is what a pets search tr
 `--max-steps 240 --rungs 1`: a fresh design (new trainable tensors and head, seed = trial
 number), --steps optimizer steps of AdamW at batch 32 (lr 5e-4, weight decay 0.01, 6% linear
 warm-up then linear decay, global-norm clipping at 1.0, the loss read back every step, as pets
-does), then dev accuracy (batches of 128). Sentences are tokenised with the model's
-tokenizer.json, truncated to --max-len (64: pets' default), right-padded to the batch's
-longest; a batch is a shuffled draw (pets also groups similar lengths: less padding than here).
+does), then dev accuracy (batches of 128) after every pass over the training data and at the
+last step, the best kept (as pets' epochs: 240 steps at 214 a pass give two evaluations).
+Sentences are tokenised with the model's tokenizer.json, truncated to --max-len (64: pets'
+default), right-padded to the batch's longest; a batch is a shuffled draw (pets also groups
+similar lengths: less padding than here). Every trial prints a "start" line when it begins and a
+"trial" line when it ends (the harness counts fractions of the trials running at a window's end).
 Pooling: mean of the last hidden state over real tokens, then Linear(hidden, classes), as pets.
 
 Designs (--kind):
@@ -166,8 +169,9 @@ def run_trial(kind, number, ctx, args):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(args.steps))
     rng = random.Random(number)
     n = len(data.train[0])
-    order, pos, losses = [], 0, []
-    for _ in range(args.steps):
+    order, pos, losses, evals = [], 0, [], []
+    per_epoch = math.ceil(n / args.batch)
+    for step in range(args.steps):
         if pos + args.batch > len(order):
             order, pos = list(range(n)), 0
             rng.shuffle(order)
@@ -180,14 +184,20 @@ def run_trial(kind, number, ctx, args):
         opt.step()
         sched.step()
         losses.append(loss.item())  # pets reads its loss back every step too
+        if (step + 1) % per_epoch == 0 or step + 1 == args.steps:
+            evals.append(dev_accuracy(trial, data))  # pets: dev after every epoch, best kept
+    return {"dev_accuracy": max(evals), "dev_evals": len(evals), "final_loss": losses[-1],
+            "trainable": sum(p.numel() for p in trial.params)}
+
+
+def dev_accuracy(trial, data):
     correct = 0
     dev_n = len(data.dev[0])
     with torch.no_grad():
         for s in range(0, dev_n, 128):
             ids, mask, y = data.batch(data.dev, list(range(s, min(s + 128, dev_n))))
             correct += (trial.logits(ids, mask).argmax(1) == y).sum().item()
-    return {"dev_accuracy": correct / dev_n, "final_loss": losses[-1],
-            "trainable": sum(p.numel() for p in trial.params)}
+    return correct / dev_n
 
 
 def main():
@@ -254,6 +264,8 @@ def main():
             break
         kind = kinds[number % len(kinds)]
         start = time.time()
+        print(json.dumps({"event": "start", "pid": os.getpid(), "trial": number, "kind": kind,
+                          "t_start": start}), file=out, flush=True)
         result = run_trial(kind, number, ctx, args)
         if device.type == "cuda":
             torch.cuda.synchronize()
