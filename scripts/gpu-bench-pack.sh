@@ -206,7 +206,13 @@ if want cupti; then
     else
         log "part 4: launches per step (pets train and a pack of $K, at $S1 and $S2 steps)"
         start=$(date +%s.%N)
-        if pets_count_runs; then note cupti ok ""; else note cupti failed "see logs/cupti-*.log"; fi
+        if ! pets_count_runs; then
+            note cupti failed "a counted run failed: see logs/cupti-*.log"
+        elif ! ls "$out"/cupti-*.jsonl >/dev/null 2>&1; then
+            note cupti "not measured" "the runs passed but the counter wrote nothing: CUPTI did not load or the driver did not inject it (logs/cupti-*.log)"
+        else
+            note cupti ok ""
+        fi
         span cupti "$start" "$(date +%s.%N)"
     fi
 else
@@ -232,7 +238,7 @@ if want pack; then
         end=$(date +%s.%N)
         span pack "$start" "$end"
         "$PY" bench/pack_report.py store-summary --store "$work/pack.sqlite" --start "$start" \
-            --end "$end" --rc "$rc" --k "$K" --j "$J" --gen "$GEN" \
+            --end "$end" --rc "$rc" --wanted "$PACK_TRIALS" --k "$K" --j "$J" --gen "$GEN" \
             --command "${pack_cmd[*]}" > "$out/pack.json" || true
         if [ "$rc" = 0 ]; then note pack ok ""; else note pack failed "exit $rc (124: past 150 s)"; fi
         [ -d "$work/pack-reports/pack" ] && cp -r "$work/pack-reports/pack" "$out/pack-reports"
@@ -262,11 +268,13 @@ if want pets; then
         log "part 2: $n pets worker(s), window ${WINDOW} s after ${WARM_PETS} s"
         launch=$(date +%s.%N)
         dur=$(( WARM_PETS + WINDOW ))
+        pids=()
         for i in $(seq 1 "$n"); do
             # shellcheck disable=SC2046
             timeout -s INT -k 4 "$dur" $(worker_cmd "$n") > "$out/logs/pets-$n-$i.log" 2>&1 &
+            pids+=($!)
         done
-        wait
+        wait "${pids[@]}"
         end=$(date +%s.%N)
         span "pets-$n" "$launch" "$end"
         "$PY" bench/pack_report.py window --store "$work/w$n.sqlite" --launch "$launch" \
@@ -286,12 +294,14 @@ if want torch; then
         launch=$(date +%s.%N)
         deadline=$("$PY" -c "print($launch + $WARM_TORCH + $WINDOW)")
         mkdir -p "$work/torch-$n"
+        pids=()
         for i in $(seq 1 "$n"); do
             timeout -k 3 $((WARM_TORCH + WINDOW + 1)) "${torch_cmd[@]}" --deadline "$deadline" \
                 --first-trial $((i * 1000)) --out "$work/torch-$n/p$i.jsonl" \
                 > "$out/logs/torch-$n-$i.log" 2>&1 &
+            pids+=($!)
         done
-        wait
+        wait "${pids[@]}"
         end=$(date +%s.%N)
         span "torch-$n" "$launch" "$end"
         cat "$work/torch-$n"/p*.jsonl > "$out/torch-$n.jsonl" 2>/dev/null || true
