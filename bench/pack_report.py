@@ -384,7 +384,7 @@ def render(a):
     rows = launches(jsonl, steps)
     st = status.get("cupti")
     if st and st["status"] != "ok" and not any(r[1] is not None for r in rows):
-        w(f"Not measured: {st['status']}{': ' + st['note'] if st['note'] else ''}.")
+        w(f"Not measured ({st['status']}){': ' + st['note'] if st['note'] else ''}.")
     elif not rows:
         w("Not measured (no counts).")
     else:

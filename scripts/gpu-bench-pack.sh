@@ -193,15 +193,17 @@ counted() {
 pets_count_runs() {
     local s
     for s in $S1 $S2; do
-        counted "train-k1-s$s" 120 pets train --design search_spaces/presets/mam.ron --device "$DEVICE" \
+        counted "train-k1-s$s" 60 pets train --design search_spaces/presets/mam.ron --device "$DEVICE" \
             --task mr --epochs 1 --max-steps "$s" --quiet --out "$work/cupti-train-$s" || return 1
-        counted "pack-k$K-s$s" 120 pets search "${base[@]}" --max-steps "$s" --trials "$K" --initial "$K" --population "$K" --pack "$K" --jobs 1 \
+        counted "pack-k$K-s$s" 60 pets search "${base[@]}" --max-steps "$s" --trials "$K" --initial "$K" --population "$K" --pack "$K" --jobs 1 \
             --study "cupti$s" --storage "$work/cupti-$s.sqlite" --reports "$work/cupti-reports" \
             || return 1
     done
 }
 if want cupti; then
-    if ! find_cupti > "$work/cupti-why.txt"; then
+    if ! fits 200; then
+        note cupti skipped "out of time"
+    elif ! find_cupti > "$work/cupti-why.txt"; then
         note cupti "not measured" "$(cat "$work/cupti-why.txt")"
     else
         log "part 4: launches per step (pets train and a pack of $K, at $S1 and $S2 steps)"
@@ -327,7 +329,13 @@ if want torch-cupti && [ -n "$cupti_lib" ]; then
                     --max-trials 1 || ok=0
             done
         done
-        if [ $ok = 1 ]; then note torch-cupti ok ""; else note torch-cupti failed "see logs/cupti-torch-*.log"; fi
+        if [ $ok = 0 ]; then
+            note torch-cupti failed "see logs/cupti-torch-*.log"
+        elif ! ls "$out"/cupti-torch-*.jsonl >/dev/null 2>&1; then
+            note torch-cupti "not measured" "the counter wrote nothing (logs/cupti-torch-*.log)"
+        else
+            note torch-cupti ok ""
+        fi
     fi
 fi
 
