@@ -384,7 +384,8 @@ def render(a):
     rows = launches(jsonl, steps)
     st = status.get("cupti")
     if st and st["status"] != "ok" and not any(r[1] is not None for r in rows):
-        w(f"Not measured ({st['status']}){': ' + st['note'] if st['note'] else ''}.")
+        head = "Not measured" if st["status"] == "not measured" else f"Not measured ({st['status']})"
+        w(f"{head}{': ' + st['note'] if st['note'] else ''}.")
     elif not rows:
         w("Not measured (no counts).")
     else:
