@@ -1,4 +1,5 @@
 //! Tokenisation with the `tokenizers` crate: truncation to a max length, ids with special tokens, no padding.
+//! The tokenizer comes from a `tokenizer.json` (BERT family) or a GGUF's metadata (llama family).
 
 use crate::backbone::config::BertConfig;
 use crate::batch::TokenizedSplit;
@@ -8,11 +9,13 @@ use tokenizers::{
     PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
-/// A `tokenizer.json` set up for pets: ids of at most `max_len` tokens, `[CLS]`/`[SEP]` included.
+/// A tokenizer set up for pets: ids of at most `max_len` tokens, special tokens (`[CLS]`/`[SEP]`,
+/// a BOS) included.
 pub struct TextEncoder {
     pub tokenizer: Tokenizer,
     pub max_len: usize,
-    /// Id the batcher pads with: the tokenizer's `[PAD]`, else 0.
+    /// Id the batcher pads with: a `tokenizer.json`'s `[PAD]`, else 0; a GGUF's padding id, else
+    /// its EOS id.
     pub pad_id: u32,
     /// The file it came from (for error messages).
     pub path: PathBuf,
@@ -22,12 +25,36 @@ pub struct TextEncoder {
 }
 
 impl TextEncoder {
+    /// A `tokenizer.json` (BERT family): pads with its `[PAD]`, else 0.
     pub fn from_file(path: &Path, max_len: usize) -> crate::Result<Self> {
+        let tokenizer = Tokenizer::from_file(path).map_err(|e| DataError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
+        Self::from_tokenizer(tokenizer, path, max_len, pad_id)
+    }
+
+    /// The tokenizer in a GGUF checkpoint's metadata (llama family): no BOS unless the file asks
+    /// for one; pads with the file's padding id, else its EOS id. The vocabulary must fit the
+    /// model, checked with [`TextEncoder::fit_sizes`].
+    pub fn from_gguf(path: &Path, max_len: usize) -> crate::Result<Self> {
+        let gguf = crate::backbone::llama::tokenizer::from_gguf_file(path)?;
+        Self::from_tokenizer(gguf.tokenizer, path, max_len, gguf.pad_id)
+    }
+
+    /// Any tokenizer, set up for pets: truncated to `max_len` (special tokens included), its own
+    /// padding removed, `pad_id` for the batcher; `path` names it in errors.
+    pub fn from_tokenizer(
+        mut tokenizer: Tokenizer,
+        path: &Path,
+        max_len: usize,
+        pad_id: u32,
+    ) -> crate::Result<Self> {
         let err = |message: String| DataError::Tokenizer {
             path: path.to_path_buf(),
             message,
         };
-        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
         let specials = tokenizer
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
@@ -50,7 +77,6 @@ impl TextEncoder {
         tokenizer
             .with_truncation(Some(truncation))
             .map_err(|e| err(e.to_string()))?;
-        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
         Ok(TextEncoder {
             tokenizer,
             max_len,
@@ -63,25 +89,39 @@ impl TextEncoder {
     /// Checks the tokenizer against the model's `config.json`: every token id must have an
     /// embedding row (a tokenizer from another model would index past the table), and sequences
     /// are limited to the position embeddings from now on.
-    pub fn fit_model(mut self, config: &BertConfig) -> crate::Result<Self> {
+    pub fn fit_model(self, config: &BertConfig) -> crate::Result<Self> {
+        self.fit_sizes(
+            config.vocab_size,
+            config.max_position_embeddings,
+            "config.json",
+        )
+    }
+
+    /// [`TextEncoder::fit_model`] for any family: `vocab_size` embedding rows, at most
+    /// `positions` tokens a sequence; `source` names where the model's sizes came from.
+    pub fn fit_sizes(
+        mut self,
+        vocab_size: usize,
+        positions: usize,
+        source: &str,
+    ) -> crate::Result<Self> {
         let largest = self
             .tokenizer
             .get_vocab(true)
             .into_values()
             .max()
             .unwrap_or(0);
-        if largest as usize >= config.vocab_size {
+        if largest as usize >= vocab_size {
             return Err(DataError::Tokenizer {
                 path: self.path.clone(),
                 message: format!(
-                    "token ids go up to {largest}, but the model's config.json has vocab_size {}: \
-                     the tokenizer belongs to another model",
-                    config.vocab_size
+                    "token ids go up to {largest}, but the model's {source} has vocab_size \
+                     {vocab_size}: the tokenizer belongs to another model"
                 ),
             }
             .into());
         }
-        self.positions = config.max_position_embeddings;
+        self.positions = positions;
         Ok(self)
     }
 
@@ -176,6 +216,27 @@ mod tests {
         assert_eq!(split.ids, vec![vec![1, 4, 5, 2], vec![1, 7, 2]]);
         assert_eq!(split.labels, vec![1, 0]);
         assert!(enc.encode(&[])?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_gguf_tokenizer_truncates_and_pads_with_its_eos() -> crate::Result<()> {
+        let io = || crate::error::io_err("the test GGUF");
+        let path = crate::backbone::llama::tokenizer::tests::write_gguf("encoder").map_err(io())?;
+        let enc = TextEncoder::from_gguf(&path, 2);
+        std::fs::remove_file(&path).map_err(io())?;
+        let enc = enc?;
+        // Vocabulary ids 15 "hello", 20 " world", 1 "<|im_end|>"; no BOS, the EOS pads.
+        assert_eq!(enc.pad_id, 1);
+        let ids = enc.encode(&["hello world<|im_end|>", "hello"])?;
+        assert_eq!(ids, vec![vec![15, 20], vec![15]]);
+        let small = enc
+            .fit_sizes(16, 8, "GGUF metadata")
+            .err()
+            .map(|e| e.to_string());
+        assert!(small
+            .unwrap_or_default()
+            .contains("GGUF metadata has vocab_size 16"));
         Ok(())
     }
 

@@ -5,6 +5,7 @@ pub mod bmm;
 pub mod config;
 pub mod encoder;
 pub mod family;
+pub mod llama;
 pub mod ops;
 pub mod tiny;
 pub mod trace;
