@@ -247,6 +247,40 @@ if want pack; then
     fi
 fi
 
+# ---------------------------------------------------------------- 1b. packed trials retrained alone
+# RETRAIN trials of the packed search (the first, the middle and the last that completed) trained
+# again alone with the trial's seed and steps: their dev accuracy should be the packed one.
+RETRAIN=${RETRAIN:-3}
+if want pack && [ -d "$work/pack-trials" ] && [ "$RETRAIN" -gt 0 ]; then
+    if ! fits $((RETRAIN * 15)); then
+        note retrain skipped "out of time"
+    else
+        log "part 1b: $RETRAIN packed trials retrained alone"
+        done_trials=$(for d in "$work"/pack-trials/*/; do [ -f "$d/metrics.json" ] && basename "$d"; done | sort -n)
+        picked=$("$PY" -c 'import sys; t = sys.argv[2].split(); n = int(sys.argv[1])
+idx = sorted({round(i * (len(t) - 1) / max(n - 1, 1)) for i in range(n)}) if t else []
+print(" ".join(t[i] for i in idx))' "$RETRAIN" "$done_trials")
+        ok=1
+        : > "$out/retrain.jsonl"
+        for n in $picked; do
+            m=$work/pack-trials/$n/metrics.json
+            seed=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["seed"])' "$m")
+            timeout 60 pets train --design "$work/pack-trials/$n/design.ron" --device "$DEVICE" \
+                --task mr --epochs 2 --max-steps "$STEPS" --seed "$seed" --quiet \
+                --out "$work/retrain-$n" > "$out/logs/retrain-$n.log" 2>&1 || ok=0
+            "$PY" - "$n" "$m" "$work/retrain-$n/metrics.json" >> "$out/retrain.jsonl" <<'PY' || ok=0
+import json, sys
+packed = json.load(open(sys.argv[2]))
+alone = json.load(open(sys.argv[3]))
+print(json.dumps({"trial": int(sys.argv[1]), "design": packed["design"], "seed": packed["seed"],
+                  "steps": packed["steps"], "packed": packed["accuracy"], "alone": alone["accuracy"],
+                  "alone_steps": alone["steps"]}))
+PY
+        done
+        if [ $ok = 1 ]; then note retrain ok ""; else note retrain failed "see logs/retrain-*.log"; fi
+    fi
+fi
+
 # ---------------------------------------------------------------- MPS for parts 2 and 3
 if want pets || want torch; then
     if command -v nvidia-cuda-mps-control >/dev/null; then

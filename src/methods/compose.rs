@@ -36,6 +36,16 @@ impl Composer {
         })
     }
 
+    /// `s` where the composition is `h + s·Δh` with `s` fixed (add, scaled); `None` for a
+    /// learned scale or a gate.
+    pub fn fixed_scale(&self) -> Option<f64> {
+        match self {
+            Composer::Add => Some(1.0),
+            Composer::Scaled(s) => Some(*s),
+            Composer::Learned(_) | Composer::Gated { .. } => None,
+        }
+    }
+
     /// `h ⊕ Δh`; `z` is what the module read (the gate reads it too).
     pub fn compose(&self, h: &Tensor, delta: &Tensor, z: &Tensor) -> Result<Tensor> {
         match self {

@@ -109,6 +109,27 @@ pub trait Delta: Send + Sync {
     fn merged_weight(&self) -> Option<Result<Tensor>> {
         None
     }
+    /// The module as `s·(f(z·Aᵀ + a)·Bᵀ + b)` where it has that form (LoRA, whole-site
+    /// bottlenecks): what lets a pack run one batched product for all its designs at a site.
+    fn low_rank(&self) -> Option<LowRank<'_>> {
+        None
+    }
+}
+
+/// A module's tensors in the form `s·(f(z·Aᵀ + a)·Bᵀ + b)`, borrowed from the module.
+pub struct LowRank<'a> {
+    /// `A`: (r, in).
+    pub down: &'a Tensor,
+    /// `a`: (r,), if the module has one.
+    pub down_bias: Option<&'a Tensor>,
+    /// `B`: (out, r).
+    pub up: &'a Tensor,
+    /// `b`: (out,), if the module has one.
+    pub up_bias: Option<&'a Tensor>,
+    /// `f`.
+    pub activation: bottleneck::Activation,
+    /// `s`.
+    pub scale: f64,
 }
 
 /// One functional form of the unified space.

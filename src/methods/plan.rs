@@ -73,8 +73,12 @@ impl SiteModules {
     }
 
     /// Each group's modules on its rows of `z` and `h`, joined again in row order; a group
-    /// without modules passes its rows through.
+    /// without modules passes its rows through. Stacked products where the site allows them
+    /// ([`crate::pack::apply_stacked`]), else one slice per group.
     fn apply_groups(&self, z_parallel: &Tensor, h: Tensor) -> Result<Tensor> {
+        if let Some(out) = crate::pack::apply_stacked(&self.groups, z_parallel, &h)? {
+            return Ok(out);
+        }
         let rows = h.dim(0)? / self.groups.len();
         let mut parts = Vec::with_capacity(self.groups.len());
         for (k, group) in self.groups.iter().enumerate() {

@@ -10,12 +10,14 @@
 mod eval;
 mod plan;
 mod prefix;
+mod stacked;
 #[cfg(test)]
 mod tests;
 mod train;
 
 pub use eval::evaluate_packed;
 pub use prefix::PackedPrefix;
+pub(crate) use stacked::apply_stacked;
 pub use train::{train_packed, PackOutcome};
 
 use crate::backbone::encoder::Encoder;

@@ -1,7 +1,7 @@
 //! Bottleneck modules `f(z·W_down + b)·W_up + b`: one over the whole hidden state, or one per head.
 
 use super::Activation;
-use crate::methods::{affine, pair_fills, Delta, Fill, ParamStore};
+use crate::methods::{affine, pair_fills, Delta, Fill, LowRank, ParamStore};
 use candle_core::{Result, Tensor};
 
 /// `f(x)` for a bottleneck's activation.
@@ -50,6 +50,17 @@ impl Delta for Bottleneck {
             self.activation,
         )?;
         affine(&hidden, &self.up_w, Some(&self.up_b))
+    }
+
+    fn low_rank(&self) -> Option<LowRank<'_>> {
+        Some(LowRank {
+            down: &self.down_w,
+            down_bias: Some(&self.down_b),
+            up: &self.up_w,
+            up_bias: Some(&self.up_b),
+            activation: self.activation,
+            scale: 1.0,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! LoRA's tensors: a parallel low-rank update `s·(z·Aᵀ)·Bᵀ` of one projection, with `s = α/r`.
 
-use crate::methods::{affine, Delta, Fill, ParamStore};
+use crate::methods::bottleneck::Activation;
+use crate::methods::{affine, Delta, Fill, LowRank, ParamStore};
 use candle_core::{Result, Tensor};
 
 /// One LoRA instance on one projection of one layer.
@@ -38,5 +39,16 @@ impl Delta for Lora {
     /// `s·B·A`, shaped like the frozen weight (out, in): what merging adds to it.
     fn merged_weight(&self) -> Option<Result<Tensor>> {
         Some(self.b.matmul(&self.a).and_then(|w| w * self.scale))
+    }
+
+    fn low_rank(&self) -> Option<LowRank<'_>> {
+        Some(LowRank {
+            down: &self.a,
+            down_bias: None,
+            up: &self.b,
+            up_bias: None,
+            activation: Activation::Identity,
+            scale: self.scale,
+        })
     }
 }
