@@ -73,22 +73,31 @@ impl SiteModules {
     }
 
     /// Each group's modules on its rows of `z` and `h`, joined again in row order; a group
-    /// without modules passes its rows through. Stacked products where the site allows them
+    /// without modules leaves its rows as they are. Stacked products where the site allows them
     /// ([`crate::pack::apply_stacked`]), else one slice per group.
     fn apply_groups(&self, z_parallel: &Tensor, h: Tensor) -> Result<Tensor> {
         if let Some(out) = crate::pack::apply_stacked(&self.groups, z_parallel, &h)? {
             return Ok(out);
         }
+        // Only groups with modules slice `h` (a slice's gradient is a zero-padded full-size
+        // tensor); the others contribute zero rows to the update added to all of `h`.
         let rows = h.dim(0)? / self.groups.len();
-        let mut parts = Vec::with_capacity(self.groups.len());
+        let mut updates = Vec::with_capacity(self.groups.len());
         for (k, group) in self.groups.iter().enumerate() {
-            let h_k = h.narrow(0, k * rows, rows)?;
-            parts.push(match group.is_empty() {
-                true => h_k,
-                false => group.apply(&z_parallel.narrow(0, k * rows, rows)?, h_k)?,
+            updates.push(match group.is_empty() {
+                true => {
+                    let mut shape = h.dims().to_vec();
+                    shape[0] = rows;
+                    Tensor::zeros(shape, h.dtype(), h.device())?
+                }
+                false => {
+                    let h_k = h.narrow(0, k * rows, rows)?;
+                    let z_k = z_parallel.narrow(0, k * rows, rows)?;
+                    (group.apply(&z_k, h_k.clone())? - h_k)?
+                }
             });
         }
-        Tensor::cat(&parts, 0)
+        h + Tensor::cat(&updates, 0)?
     }
 }
 

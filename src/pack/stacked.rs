@@ -13,20 +13,22 @@ enum Part<'a> {
     Nothing,
     /// `h ⊙ l`.
     Rescale(&'a Tensor),
-    /// `h + c·s·(f(x·Aᵀ + a)·Bᵀ + b)`: `c` the composition's fixed scale, folded in with `s`.
-    LowRank(crate::methods::LowRank<'a>, f64),
+    /// `h + c·s·(f(x·Aᵀ + a)·Bᵀ + b)`: `c` the composition's fixed scale, folded in with `s`;
+    /// `x` the sublayer input (`true`: parallel) or the site's value (sequential).
+    LowRank(crate::methods::LowRank<'a>, f64, bool),
 }
 
 /// `h` modified by every group's modules, each on its own rows, as stacked products; `None`
 /// where the site's groups do not all fit that form (more than one module in a group, a gate or
-/// a learned scale, per-head bottlenecks, low-rank modules that differ in activation or in what
-/// they read): the caller then slices per group.
+/// a learned scale, per-head bottlenecks): the caller then slices per group. Parallel and
+/// sequential modules mix, as do activations: each group's rows of the product's input are
+/// taken from what its module reads, and of its activation, by row masks.
 pub(crate) fn apply_stacked(
     groups: &[SiteModules],
     z_parallel: &Tensor,
     h: &Tensor,
 ) -> Result<Option<Tensor>> {
-    let Some((parts, reads_input)) = classify(groups) else {
+    let Some(parts) = classify(groups) else {
         return Ok(None);
     };
     let k = groups.len();
@@ -54,16 +56,27 @@ pub(crate) fn apply_stacked(
     let low: Vec<_> = parts
         .iter()
         .map(|p| match p {
-            Part::LowRank(lr, c) => Some((lr, *c)),
+            Part::LowRank(lr, c, parallel) => Some((lr, *c, *parallel)),
             _ => None,
         })
         .collect();
-    let Some(&(first, _)) = low.iter().flatten().next() else {
+    let Some(&(first, _, _)) = low.iter().flatten().next() else {
         return Ok(Some(out));
     };
-    let x = if reads_input { z_parallel } else { h };
+    let reads_input: Vec<bool> = low.iter().flatten().map(|(_, _, p)| *p).collect();
+    let x = if reads_input.iter().all(|&p| p) {
+        z_parallel.reshape((k, per, z_parallel.dim(2)?))?
+    } else if !reads_input.iter().any(|&p| p) {
+        h.reshape((k, per, width))?
+    } else if z_parallel.dims() == h.dims() {
+        let mask = row_mask(&low, |(_, _, parallel)| parallel, h)?;
+        let z = z_parallel.reshape((k, per, width))?.broadcast_mul(&mask)?;
+        (z + h.reshape((k, per, width))?.broadcast_mul(&(1.0 - &mask)?)?)?
+    } else {
+        return Ok(None);
+    };
     let input = x.dim(2)?;
-    let r = low.iter().flatten().map(|(lr, _)| lr.down.dim(0));
+    let r = low.iter().flatten().map(|(lr, _, _)| lr.down.dim(0));
     let r = r
         .collect::<Result<Vec<_>>>()?
         .into_iter()
@@ -74,7 +87,7 @@ pub(crate) fn apply_stacked(
                  shape: (usize, usize)| {
         let rows: Vec<Tensor> = low
             .iter()
-            .map(|entry| match entry.and_then(|(lr, _)| pick(lr)) {
+            .map(|entry| match entry.and_then(|(lr, _, _)| pick(lr)) {
                 Some(t) => pad_to(&t, shape, dtype, device),
                 None => Tensor::zeros(shape, dtype, device),
             })
@@ -83,18 +96,21 @@ pub(crate) fn apply_stacked(
     };
     let down = stack(&|lr| Some(lr.down.clone()), (r, input))?; // (K, r, in)
     let up = stack(&|lr| Some(lr.up.clone()), (width, r))?; // (K, W, r)
-    let x = x.reshape((k, per, input))?;
     let mut hidden = x.matmul(&down.transpose(1, 2)?)?;
-    if low.iter().flatten().any(|(lr, _)| lr.down_bias.is_some()) {
+    if low
+        .iter()
+        .flatten()
+        .any(|(lr, _, _)| lr.down_bias.is_some())
+    {
         let bias = stack(
             &|lr| lr.down_bias.map(|b| b.reshape((1, b.elem_count())).ok())?,
             (1, r),
         )?;
         hidden = hidden.broadcast_add(&bias)?;
     }
-    let hidden = activate(&hidden, first.activation)?;
+    let hidden = activate_each(&hidden, &low, first.activation, h)?;
     let mut delta = hidden.matmul(&up.transpose(1, 2)?)?;
-    if low.iter().flatten().any(|(lr, _)| lr.up_bias.is_some()) {
+    if low.iter().flatten().any(|(lr, _, _)| lr.up_bias.is_some()) {
         let bias = stack(
             &|lr| lr.up_bias.map(|b| b.reshape((1, b.elem_count())).ok())?,
             (1, width),
@@ -103,19 +119,64 @@ pub(crate) fn apply_stacked(
     }
     let scales: Vec<f32> = low
         .iter()
-        .map(|e| e.map_or(0.0, |(lr, c)| (lr.scale * c) as f32))
+        .map(|e| e.map_or(0.0, |(lr, c, _)| (lr.scale * c) as f32))
         .collect();
     let scales = Tensor::from_vec(scales, (k, 1, 1), device)?.to_dtype(dtype)?;
     let delta = delta.broadcast_mul(&scales)?.reshape((rows, t, width))?;
     Ok(Some((out + delta)?))
 }
 
-/// Each group's one part, and whether the low-rank parts read the sublayer input (parallel)
-/// rather than the site's value; `None` where the site cannot run stacked.
-fn classify(groups: &[SiteModules]) -> Option<(Vec<Part<'_>>, bool)> {
+/// One design's low-rank module at the site: the module, its fixed scale, whether it reads the
+/// sublayer input; `None` for a design with none.
+type LowRankEntry<'a, 'b> = Option<(&'b crate::methods::LowRank<'a>, f64, bool)>;
+
+/// A `(K, 1, 1)` mask, 1 on the rows of the designs whose low-rank module `holds`.
+fn row_mask(
+    low: &[LowRankEntry],
+    holds: impl Fn((&crate::methods::LowRank, f64, bool)) -> bool,
+    like: &Tensor,
+) -> Result<Tensor> {
+    let mask: Vec<f32> = low
+        .iter()
+        .map(|e| f32::from(u8::from(e.is_some_and(&holds))))
+        .collect();
+    Tensor::from_vec(mask, (low.len(), 1, 1), like.device())?.to_dtype(like.dtype())
+}
+
+/// `hidden` (K, rows, r) through each design's activation: one pass where all share one, else
+/// one pass per activation in use, each kept on its designs' rows by a mask (the bottleneck
+/// width is small, so the extra passes cost little next to a second product).
+fn activate_each(
+    hidden: &Tensor,
+    low: &[LowRankEntry],
+    first: Activation,
+    like: &Tensor,
+) -> Result<Tensor> {
+    let mut used: Vec<Activation> = Vec::new();
+    for (lr, _, _) in low.iter().flatten() {
+        if !used.contains(&lr.activation) {
+            used.push(lr.activation);
+        }
+    }
+    if used.len() <= 1 {
+        return activate(hidden, first);
+    }
+    let mut out: Option<Tensor> = None;
+    for activation in used {
+        let mask = row_mask(low, |(lr, _, _)| lr.activation == activation, like)?;
+        let part = activate(hidden, activation)?.broadcast_mul(&mask)?;
+        out = Some(match out {
+            None => part,
+            Some(acc) => (acc + part)?,
+        });
+    }
+    // `used` has at least two entries here, so `out` is set.
+    out.map_or_else(|| activate(hidden, first), Ok)
+}
+
+/// Each group's one part; `None` where the site cannot run stacked.
+fn classify(groups: &[SiteModules]) -> Option<Vec<Part<'_>>> {
     let mut parts = Vec::with_capacity(groups.len());
-    let mut reads: Option<bool> = None;
-    let mut activation: Option<Activation> = None;
     for group in groups {
         if !group.groups.is_empty() {
             return None;
@@ -129,25 +190,19 @@ fn classify(groups: &[SiteModules]) -> Option<(Vec<Part<'_>>, bool)> {
             ([], Some(one)) => (one, false),
             _ => return None,
         };
-        let part = part_of(attached)?;
-        if let Part::LowRank(lr, _) = &part {
-            if *reads.get_or_insert(parallel) != parallel
-                || *activation.get_or_insert(lr.activation) != lr.activation
-            {
-                return None;
-            }
-        }
-        parts.push(part);
+        parts.push(part_of(attached, parallel)?);
     }
-    Some((parts, reads.unwrap_or(true)))
+    Some(parts)
 }
 
-fn part_of(attached: &Attached) -> Option<Part<'_>> {
+fn part_of(attached: &Attached, parallel: bool) -> Option<Part<'_>> {
     match &attached.join {
         Join::Rescale(l) => Some(Part::Rescale(l)),
-        Join::Composed { delta, composer } => {
-            Some(Part::LowRank(delta.low_rank()?, composer.fixed_scale()?))
-        }
+        Join::Composed { delta, composer } => Some(Part::LowRank(
+            delta.low_rank()?,
+            composer.fixed_scale()?,
+            parallel,
+        )),
     }
 }
 
@@ -228,11 +283,14 @@ mod tests {
         }
     }
 
+    /// A case: its name, the groups it builds, whether they stack.
+    type Case = (&'static str, fn(&mut ParamStore) -> Vec<SiteModules>, bool);
+
     /// Stacked, sliced per group: the values and every gradient agree; the mixes that cannot
     /// stack are declined.
     #[test]
     fn stacked_sites_match_slicing_per_group() {
-        let cases: Vec<(&str, fn(&mut ParamStore) -> Vec<SiteModules>, bool)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "loras of two ranks and an empty group",
                 |s| {
@@ -261,7 +319,21 @@ mod tests {
                     vec![
                         parallel(lora(s, "a", 2)),
                         sequential(bottleneck(s, "b", 3, 1.0)),
+                        SiteModules::default(),
+                        parallel(bottleneck(s, "c", 4, 2.0)),
                     ]
+                },
+                true,
+            ),
+            (
+                "a learned scale",
+                |s| {
+                    let mut learned = bottleneck(s, "a", 2, 1.0);
+                    if let Join::Composed { composer, .. } = &mut learned.join {
+                        *composer =
+                            Composer::Learned(Tensor::ones(1, DType::F32, &Device::Cpu).unwrap());
+                    }
+                    vec![parallel(learned), parallel(lora(s, "b", 2))]
                 },
                 false,
             ),
